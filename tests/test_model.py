@@ -1,0 +1,461 @@
+"""Tests of nni_widget.model: network parity with dynamic_network_architectures, checkpoint folders."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pydoc
+import shlex
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from nni_widget.model import (
+    CheckpointError,
+    NetworkConfigError,
+    ResEncUNet,
+    build_network_from_plans,
+    load_model_folder,
+    make_plans,
+    resolve_configuration,
+    save_model_folder,
+)
+
+torch.set_num_threads(2)
+
+OFFICIAL_FEATURES = [32, 64, 128, 256, 320, 320]
+OFFICIAL_BLOCKS = [1, 3, 4, 6, 6, 6]
+OFFICIAL_PARAMS = 102_355_818
+SMALL_FEATURES = [8, 16, 32, 32]  # the --small fake official checkpoint
+TINY = {"features": [4, 8], "blocks": [1, 2], "patch_size": [16, 16, 16]}
+
+
+def _dna_from_plans(plans: dict, configuration: str, deep_supervision: bool = False) -> torch.nn.Module:
+    """Build dynamic_network_architectures' network the way nnU-Net does (pydoc.locate on the plans)."""
+    pytest.importorskip("dynamic_network_architectures")
+    arch = resolve_configuration(plans, configuration)["architecture"]
+    kwargs = dict(arch["arch_kwargs"])
+    for key in arch["_kw_requires_import"]:
+        if kwargs[key] is not None:
+            kwargs[key] = pydoc.locate(kwargs[key])
+    cls = pydoc.locate(arch["network_class_name"])
+    assert cls is not None
+    return cls(input_channels=8, num_classes=2, deep_supervision=deep_supervision, **kwargs)
+
+
+def _tiny_folder(folder: Path, **save_kwargs) -> tuple[ResEncUNet, dict]:
+    plans = make_plans(**TINY)
+    torch.manual_seed(0)
+    net = build_network_from_plans(plans, "3d_fullres")
+    net.init_weights()
+    save_model_folder(net, folder, plans=plans, configuration="3d_fullres", **save_kwargs)
+    return net, plans
+
+
+def _assert_same_state(a: dict, b: dict) -> None:
+    assert list(a) == list(b)
+    for key in a:
+        assert a[key].shape == b[key].shape, key
+        assert torch.equal(a[key].cpu(), b[key].cpu()), key
+
+
+# ------------------------------------------------------------------------------------------------
+# network structure and numerics
+
+
+@pytest.mark.parametrize(
+    ("features", "blocks"),
+    [(SMALL_FEATURES, [1, 1, 1, 1]), (OFFICIAL_FEATURES, OFFICIAL_BLOCKS)],
+    ids=["small", "official"],
+)
+@pytest.mark.parametrize("deep_supervision", [False, True])
+def test_state_dict_keys_and_shapes_match_dna(features, blocks, deep_supervision):
+    plans = make_plans(features, blocks, [64, 64, 64])
+    with torch.device("meta"):
+        ours = build_network_from_plans(plans, "3d_fullres", deep_supervision=deep_supervision)
+        theirs = _dna_from_plans(plans, "3d_fullres", deep_supervision)
+    sa, sb = ours.state_dict(), theirs.state_dict()
+    assert list(sa) == list(sb)  # same keys, same order (duplicates included)
+    assert {k: tuple(v.shape) for k, v in sa.items()} == {k: tuple(v.shape) for k, v in sb.items()}
+    assert any(".all_modules.0." in k for k in sa)
+    assert any(k.startswith("decoder.encoder.") for k in sa)
+    n_ours = sum(p.numel() for p in ours.parameters())
+    assert n_ours == sum(p.numel() for p in theirs.parameters())
+    if features == OFFICIAL_FEATURES:
+        assert n_ours == OFFICIAL_PARAMS
+
+
+@pytest.fixture(scope="module")
+def small_pair():
+    """(ours, dna) for the --small config with identical DNA-initialised weights."""
+    plans = make_plans(SMALL_FEATURES, [1, 1, 1, 1], [64, 64, 64])
+    torch.manual_seed(1)
+    theirs = _dna_from_plans(plans, "3d_fullres")
+    theirs.apply(theirs.initialize)
+    # The He init zeroes the last norm of each block; randomise everything so every path matters.
+    with torch.no_grad():
+        for p in theirs.parameters():
+            p.normal_(0.0, 0.2)
+    ours = build_network_from_plans(plans, "3d_fullres")
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    return ours.eval(), theirs.eval()
+
+
+def test_forward_matches_dna(small_pair):
+    ours, theirs = small_pair
+    x = torch.randn(1, 8, 64, 64, 64, generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        a, b = ours(x), theirs(x)
+    assert a.shape == (1, 2, 64, 64, 64)
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+    assert (a - b).abs().max().item() < 1e-5
+
+
+def test_deep_supervision_matches_dna(small_pair):
+    ours, theirs = small_pair
+    x = torch.randn(1, 8, 32, 32, 32, generator=torch.Generator().manual_seed(3))
+    ours.deep_supervision = theirs.decoder.deep_supervision = True
+    try:
+        with torch.inference_mode():
+            a, b = ours(x), theirs(x)
+    finally:
+        ours.deep_supervision = theirs.decoder.deep_supervision = False
+    assert [t.shape[2:] for t in a] == [(32,) * 3, (16,) * 3, (8,) * 3]
+    for ta, tb in zip(a, b, strict=True):
+        torch.testing.assert_close(ta, tb, rtol=0, atol=1e-5)
+
+
+def test_our_weights_load_into_dna(small_pair):
+    ours, _ = small_pair
+    plans = make_plans(SMALL_FEATURES, [1, 1, 1, 1], [64, 64, 64])
+    with torch.device("meta"):
+        target = _dna_from_plans(plans, "3d_fullres")
+    target.load_state_dict(ours.state_dict(), strict=True, assign=True)
+    assert target.decoder.encoder is target.encoder
+
+
+def test_inherits_from_and_total_stride():
+    plans = make_plans(**TINY)
+    plans["configurations"]["child"] = {"inherits_from": "3d_fullres", "batch_size": 24}
+    plans["configurations"]["grandchild"] = {"inherits_from": "child", "patch_size": [32, 32, 32]}
+    cfg = resolve_configuration(plans, "grandchild")
+    assert cfg["batch_size"] == 24 and cfg["patch_size"] == [32, 32, 32] and "inherits_from" not in cfg
+    net = build_network_from_plans(plans, "grandchild")
+    assert net.total_stride == (2, 2, 2)
+    with torch.inference_mode():
+        assert net.eval()(torch.zeros(1, 8, 8, 8, 8)).shape == (1, 2, 8, 8, 8)
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (lambda kw: kw.update(dropout_op="torch.nn.Dropout3d"), "dropout"),
+        (lambda kw: kw.update(conv_op="torch.nn.Conv2d"), "conv_op"),
+        (lambda kw: kw.update(norm_op="torch.nn.BatchNorm3d"), "norm_op"),
+        (lambda kw: kw.update(nonlin="torch.nn.ReLU"), "nonlin"),
+        (lambda kw: kw.update(squeeze_excitation=True), "squeeze_excitation"),
+    ],
+)
+def test_unsupported_architecture_is_rejected(edit, match):
+    plans = make_plans(**TINY)
+    edit(plans["configurations"]["3d_fullres"]["architecture"]["arch_kwargs"])
+    with pytest.raises(NetworkConfigError, match=match):
+        build_network_from_plans(plans, "3d_fullres")
+
+
+def test_plans_errors():
+    plans = make_plans(**TINY)
+    with pytest.raises(NetworkConfigError, match="not in plans"):
+        build_network_from_plans(plans, "nope")
+    plans["configurations"]["a"] = {"inherits_from": "b"}
+    plans["configurations"]["b"] = {"inherits_from": "a"}
+    with pytest.raises(NetworkConfigError, match="circular"):
+        resolve_configuration(plans, "a")
+    with pytest.raises(ValueError, match="divisible"):
+        make_plans([4, 8, 16], [1, 1, 1], [18, 16, 16])
+
+
+# ------------------------------------------------------------------------------------------------
+# checkpoint folders
+
+
+def test_load_fake_official_small(small_ckpt, caplog):
+    with caplog.at_level(logging.INFO, logger="nni_widget.model"):
+        bundle = load_model_folder(small_ckpt)
+    raw = torch.load(small_ckpt / "fold_0" / "checkpoint_final.pth", weights_only=True)
+    _assert_same_state(bundle.network.state_dict(), raw["network_weights"])
+    assert not bundle.network.training
+    assert bundle.configuration == "3d_fullres_ps192_bs24"  # resolved through inherits_from
+    assert bundle.patch_size == (64, 64, 64)
+    assert bundle.interaction_decay == pytest.approx(0.98)  # legacy dict without the key
+    assert bundle.point_radius == 4
+    assert bundle.trainer_name == "nnInteractiveTrainer_stub"
+    assert bundle.fold == "0" and bundle.folder == small_ckpt
+    assert bundle.licence is None
+    assert sum(p.numel() for p in bundle.network.parameters()) == sum(
+        v.numel()
+        for k, v in raw["network_weights"].items()
+        if not k.startswith("decoder.encoder.") and ".all_modules." not in k
+    )
+    with torch.inference_mode():
+        assert bundle.network(torch.zeros(1, 8, 16, 16, 16)).shape == (1, 2, 16, 16, 16)
+
+
+def test_licence_file_is_kept_and_logged(small_ckpt, tmp_path, caplog):
+    folder = tmp_path / "ckpt"
+    shutil.copytree(small_ckpt, folder)
+    (folder / "LICENSE").write_text("CC BY-NC-SA 4.0\nhttps://creativecommons.org/licenses/by-nc-sa/4.0/\n")
+    with caplog.at_level(logging.INFO, logger="nni_widget.model"):
+        bundle = load_model_folder(folder, fold=0)
+    assert bundle.licence.startswith("CC BY-NC-SA 4.0\nhttps://")
+    assert bundle.licence_id == "CC BY-NC-SA 4.0"
+    assert "CC BY-NC-SA 4.0" in caplog.text
+
+
+def test_save_load_round_trip(tmp_path):
+    folder = tmp_path / "ours"
+    net, plans = _tiny_folder(
+        folder,
+        interaction_decay=0.9,
+        point_radius=3,
+        extra={"steps": 12, "note": "tiny"},
+        licence="Apache-2.0",
+    )
+    assert {p.name for p in folder.iterdir()} == {
+        "plans.json",
+        "dataset.json",
+        "inference_info.json",
+        "inference_session_class.json",
+        "LICENSE",
+        "fold_0",
+    }
+    info = json.loads((folder / "inference_info.json").read_text())
+    assert info["interaction_decay"] == 0.9 and "inference_class" not in info
+    bundle = load_model_folder(folder)
+    _assert_same_state(bundle.network.state_dict(), net.state_dict())
+    assert bundle.interaction_decay == 0.9 and bundle.point_radius == 3
+    assert bundle.extra == {"steps": 12, "note": "tiny"}
+    assert bundle.licence_id == "Apache-2.0"
+    assert bundle.plans == plans and bundle.patch_size == (16, 16, 16)
+    # What the official tools do: plain weights_only load, build DNA from plans.json, strict load.
+    raw = torch.load(folder / "fold_0" / "checkpoint_final.pth", weights_only=True)
+    assert {
+        "network_weights",
+        "init_args",
+        "trainer_name",
+        "inference_allowed_mirroring_axes",
+        "current_epoch",
+    } <= set(raw)
+    dna = _dna_from_plans(json.loads((folder / "plans.json").read_text()), raw["init_args"]["configuration"])
+    dna.load_state_dict(raw["network_weights"], strict=True)
+    # Aliased keys share storage in the file, as in the official checkpoint.
+    w = raw["network_weights"]
+    assert (
+        w["encoder.stem.convs.0.conv.weight"].data_ptr()
+        == w["decoder.encoder.stem.convs.0.all_modules.0.weight"].data_ptr()
+    )
+
+
+def test_save_rejects_mismatched_network(tmp_path):
+    plans = make_plans(**TINY)
+    other = ResEncUNet(8, 2, [4, 16], 3, [1, 2], [1, 2], [1])
+    with pytest.raises(CheckpointError, match="shape mismatches"):
+        save_model_folder(other, tmp_path / "x", plans=plans, configuration="3d_fullres")
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("tiny") / "model"
+    _tiny_folder(folder)
+    return folder
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+@pytest.mark.parametrize(
+    ("info", "legacy", "expected"),
+    [
+        ({"interaction_decay": 0.75}, None, 0.75),
+        ({"point_radius": 4}, None, 0.98),
+        (None, {"inference_class": "nnInteractiveInferenceSessionV5", "point_radius": 4}, 0.98),
+        (None, {"interaction_decay": 0.5}, 0.5),
+        (None, "nnInteractiveInferenceSessionV3", 0.9),
+        ({"interaction_decay": 0.8}, "nnInteractiveInferenceSessionV3", 0.8),  # new file wins
+    ],
+    ids=["info", "info-default", "legacy-dict", "legacy-dict-key", "legacy-string", "info-wins"],
+)
+def test_interaction_decay_rules(tiny_folder, tmp_path, info, legacy, expected):
+    folder = _copy(tiny_folder, tmp_path / "m")
+    for name, content in (("inference_info.json", info), ("inference_session_class.json", legacy)):
+        path = folder / name
+        path.unlink()
+        if content is not None:
+            path.write_text(json.dumps(content))
+    assert load_model_folder(folder).interaction_decay == pytest.approx(expected)
+
+
+def test_error_missing_folder_and_files(tiny_folder, tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_model_folder(tmp_path / "absent")
+    folder = _copy(tiny_folder, tmp_path / "m")
+    (folder / "plans.json").unlink()
+    (folder / "inference_info.json").unlink()
+    (folder / "inference_session_class.json").unlink()
+    with pytest.raises(
+        CheckpointError, match=r"missing plans\.json, inference_info\.json or inference_session_class\.json"
+    ):
+        load_model_folder(folder)
+    with pytest.raises(CheckpointError, match="did you mean the subfolder 'model'"):
+        load_model_folder(tiny_folder.parent)
+
+
+def test_error_fold_folders(tiny_folder, tmp_path):
+    folder = _copy(tiny_folder, tmp_path / "m")
+    with pytest.raises(CheckpointError, match="no fold_3"):
+        load_model_folder(folder, fold=3)
+    shutil.copytree(folder / "fold_0", folder / "fold_1")
+    with pytest.raises(CheckpointError, match="several fold folders"):
+        load_model_folder(folder)
+    assert load_model_folder(folder, fold=1).fold == "1"
+    shutil.rmtree(folder / "fold_0")
+    shutil.rmtree(folder / "fold_1")
+    with pytest.raises(CheckpointError, match="no fold_"):
+        load_model_folder(folder)
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.97, 100])
+def test_error_truncated_checkpoint(tiny_folder, tmp_path, keep):
+    folder = _copy(tiny_folder, tmp_path / "m")
+    pth = folder / "fold_0" / "checkpoint_final.pth"
+    data = pth.read_bytes()
+    pth.write_bytes(data[: int(len(data) * keep)] if keep < 1 else data[:keep])
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        load_model_folder(folder)
+
+
+class _Payload:
+    """Pickles as a call to os.system: what a malicious checkpoint would do."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self):
+        return (os.system, (self.command,))
+
+
+@pytest.mark.parametrize("zip_format", [True, False], ids=["zip", "legacy"])
+def test_error_malicious_pickle_is_refused(tiny_folder, tmp_path, zip_format):
+    folder = _copy(tiny_folder, tmp_path / "m")
+    pth = folder / "fold_0" / "checkpoint_final.pth"
+    ckpt = torch.load(pth, weights_only=True)
+    marker = tmp_path / "pwned"
+    ckpt["trainer_name"] = _Payload(f"touch {shlex.quote(str(marker))}")
+    torch.save(ckpt, pth, _use_new_zipfile_serialization=zip_format)
+    with pytest.raises(CheckpointError, match=r"refused for safety.*system") as err:
+        load_model_folder(folder)
+    assert "nothing from it was executed" in str(err.value)
+    assert not marker.exists()
+    # The payload is live: an unrestricted load would have run it.
+    control = tmp_path / "control"
+    ckpt["trainer_name"] = _Payload(f"touch {shlex.quote(str(control))}")
+    torch.save(ckpt, tmp_path / "control.pth")
+    torch.load(tmp_path / "control.pth", weights_only=False)
+    assert control.exists()
+
+
+def test_numpy_scalars_in_checkpoint_are_allowed(tiny_folder, tmp_path):
+    folder = _copy(tiny_folder, tmp_path / "m")
+    pth = folder / "fold_0" / "checkpoint_final.pth"
+    ckpt = torch.load(pth, weights_only=True)
+    ckpt["_best_ema"] = np.float64(0.81)
+    ckpt["logging"] = {
+        "mean_fg_dice": [np.float32(0.5), np.float64(0.6)],
+        "arr": np.arange(3),
+        "dt": np.dtype("f4"),
+    }
+    torch.save(ckpt, pth)
+    assert load_model_folder(folder).network is not None
+
+
+def test_error_wrong_architecture(tiny_folder, tmp_path):
+    folder = _copy(tiny_folder, tmp_path / "m")
+    plans = json.loads((folder / "plans.json").read_text())
+    plans["configurations"]["3d_fullres"]["architecture"]["arch_kwargs"]["features_per_stage"] = [4, 16]
+    (folder / "plans.json").write_text(json.dumps(plans))
+    with pytest.raises(CheckpointError, match=r"do not match.*shape mismatches: .*encoder\.stages\.1") as err:
+        load_model_folder(folder)
+    assert "checkpoint (8," in str(err.value)
+
+    folder = _copy(tiny_folder, tmp_path / "m2")
+    pth = folder / "fold_0" / "checkpoint_final.pth"
+    ckpt = torch.load(pth, weights_only=True)
+    del ckpt["network_weights"]["decoder.seg_layers.0.weight"]
+    ckpt["network_weights"]["decoder.extra.weight"] = torch.zeros(1)
+    torch.save(ckpt, pth)
+    with pytest.raises(
+        CheckpointError,
+        match=r"1 missing keys: decoder\.seg_layers\.0\.weight; 1 unexpected keys: decoder\.extra",
+    ):
+        load_model_folder(folder)
+
+
+def test_error_unsupported_plans_and_metadata(tiny_folder, tmp_path):
+    folder = _copy(tiny_folder, tmp_path / "m")
+    plans = json.loads((folder / "plans.json").read_text())
+    plans["configurations"]["3d_fullres"]["architecture"]["arch_kwargs"]["dropout_op"] = "torch.nn.Dropout3d"
+    (folder / "plans.json").write_text(json.dumps(plans))
+    with pytest.raises(CheckpointError, match="dropout"):
+        load_model_folder(folder)
+
+    folder = _copy(tiny_folder, tmp_path / "m2")
+    (folder / "inference_info.json").write_text(json.dumps({"channel_mapping": {"points": [5, 6]}}))
+    with pytest.raises(CheckpointError, match="channel_mapping"):
+        load_model_folder(folder)
+
+
+# ------------------------------------------------------------------------------------------------
+# optional: the official engine loads our folders identically (needs a separate venv with nninteractive)
+
+_REF_SCRIPT = """
+import sys, torch
+torch.set_num_threads(1)
+from nnInteractive.inference.inference_session import nnInteractiveInferenceSession
+folder, out = sys.argv[1], sys.argv[2]
+s = nnInteractiveInferenceSession(device=torch.device("cpu"), torch_n_threads=1)
+s.initialize_from_trained_model_folder(folder)
+torch.save({"sd": s.network.state_dict(), "decay": float(s.interaction_decay),
+            "patch": list(s.configuration_manager.patch_size)}, out)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not os.environ.get("NNI_WIDGET_REF_PYTHON"),
+    reason="set NNI_WIDGET_REF_PYTHON to a python with nninteractive",
+)
+@pytest.mark.parametrize("which", ["ours", "official"])
+def test_reference_engine_agrees(which, tiny_folder, request, tmp_path):
+    import subprocess
+
+    folder = tiny_folder if which == "ours" else request.getfixturevalue("small_ckpt")
+    out = tmp_path / "ref.pt"
+    proc = subprocess.run(
+        [os.environ["NNI_WIDGET_REF_PYTHON"], "-c", _REF_SCRIPT, str(folder), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    ref = torch.load(out, weights_only=True)
+    bundle = load_model_folder(folder)
+    _assert_same_state(bundle.network.state_dict(), ref["sd"])
+    assert bundle.interaction_decay == pytest.approx(ref["decay"])
+    assert list(bundle.patch_size) == ref["patch"]
