@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-# The test machines are small and shared: keep BLAS/OpenMP pools tiny unless told otherwise.
-# (Set before any test module imports torch/numpy.)
+# The test machines are small and shared: one intra-op thread per process. With two threads on a
+# busy 2-core machine, OpenMP barriers made small convolutions ~20x slower. (Set before any test
+# module imports torch/numpy.)
 for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-    os.environ.setdefault(_var, "2")
+    os.environ.setdefault(_var, "1")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # CI checks out shared/ beside the clone.

@@ -1,0 +1,235 @@
+"""AutoZoom prediction with refinement (DESIGN.md §3), on tensors that stay on the compute device.
+
+One call answers one prompt: predict a window centred on it (zoomed out when the prompt is large),
+zoom out further while the prediction changes at the window border, then either paste the window
+(no zoom) or refine the changed region box by box at full resolution. Only the object's mask is
+written; the return value is the bounds of the region written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ._geometry import (
+    MAX_ZOOM,
+    ZOOM_GROWTH,
+    Bounds,
+    as_slices,
+    border_changed,
+    clip,
+    cover_boxes,
+    dilate_clipped,
+    nonzero_bounds,
+    open_binary,
+    round_to_nearest_odd,
+    to_local,
+    union,
+    window,
+)
+from ._resample import area_downsample_half
+from ._stamps import N_INTERACTION_CHANNELS, PREV_SEG, THIN_CHANNELS, Stamp, channel_touched, paint
+
+
+@dataclass
+class PredictContext:
+    """What one prediction reads and writes.
+
+    Attributes:
+        forward: maps a (1, 8, *P) float32 input to (1, 2, *P) logits.
+        image: (Z, Y, X) float32 normalised image on the compute device.
+        mask: (Z, Y, X) uint8 mask of the object on the compute device; written in place.
+        stamps: the object's prompt stamps, oldest first.
+        intensity: current decay intensity (divided out of the prompt channels).
+        patch_size: network patch size P (z, y, x).
+        autozoom: whether to zoom out when the border changes.
+    """
+
+    forward: Callable[[torch.Tensor], torch.Tensor]
+    image: torch.Tensor
+    mask: torch.Tensor
+    stamps: Sequence[Stamp]
+    intensity: float
+    patch_size: Sequence[int]
+    autozoom: bool = True
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.image.shape)  # type: ignore[return-value]
+
+
+@dataclass
+class PredictStats:
+    """What a prediction did (for logging, tests and benchmarks)."""
+
+    zoom_factors: list[float]
+    refine_boxes: list[Bounds]
+    written: Optional[Bounds] = None
+
+
+def _crop_padded(src: torch.Tensor, frame: Bounds, dtype=None) -> torch.Tensor:
+    """``src`` over ``frame`` with zeros outside the volume."""
+    out = torch.zeros([hi - lo for lo, hi in frame], dtype=dtype or src.dtype, device=src.device)
+    inside = clip(frame, src.shape)
+    if inside is not None:
+        out[as_slices(to_local(inside, frame))] = src[as_slices(inside)]
+    return out
+
+
+def _interactions(ctx: PredictContext, frame: Bounds) -> torch.Tensor:
+    """The 7 interaction channels over ``frame`` (fp16, zero outside the volume, not yet normalised)."""
+    size = [hi - lo for lo, hi in frame]
+    out = torch.zeros([N_INTERACTION_CHANNELS, *size], dtype=torch.float16, device=ctx.image.device)
+    inside = clip(frame, ctx.shape)
+    if inside is not None:
+        out[(PREV_SEG, *as_slices(to_local(inside, frame)))] = ctx.mask[as_slices(inside)]
+    for ch in range(1, N_INTERACTION_CHANNELS):
+        paint(out[ch], frame, ctx.stamps, ch)
+    return out
+
+
+def _normalise_(inter: torch.Tensor, intensity: float) -> None:
+    """Divide the prompt channels (not the previous segmentation) by the current intensity, in place."""
+    if intensity not in (0, 1):
+        inter[PREV_SEG + 1:] /= intensity
+
+
+def _foreground(ctx: PredictContext, x: torch.Tensor) -> torch.Tensor:
+    """Network prediction (argmax of two logits) as uint8, for a (8, *P) input."""
+    logits = ctx.forward(x[None].contiguous())[0]
+    return (logits[1] > logits[0]).to(torch.uint8)
+
+
+def build_input(ctx: PredictContext, center: Sequence[int], zoom: float):
+    """Network input for a window of ``round(P * zoom)`` voxels centred on ``center``.
+
+    Returns:
+        (input (8, *P) float32, scaled window size, window bounds, previous segmentation at P (fp16)).
+    """
+    P = list(ctx.patch_size)
+    scaled = [round(p * zoom) for p in P]
+    frame = window(center, scaled)
+    if scaled == P:
+        img = _crop_padded(ctx.image, frame)
+        inter = _interactions(ctx, frame)
+        prev = inter[PREV_SEG].clone()
+    else:
+        ks = round_to_nearest_odd(zoom * 2 - 1)
+        dev = ctx.image.device
+        inter = torch.zeros([N_INTERACTION_CHANNELS, *P], dtype=torch.float16, device=dev)
+        inside = clip(frame, ctx.shape)
+        # previous segmentation: nearest for the border test, area-averaged as network input
+        seg = torch.zeros([1, *scaled], dtype=torch.float16, device=dev)
+        if inside is not None:
+            seg[(0, *as_slices(to_local(inside, frame)))] = ctx.mask[as_slices(inside)]
+        prev = F.interpolate(seg[None], size=P, mode="nearest")[0, 0]
+        inter[PREV_SEG] = area_downsample_half(seg[0], P, binary=True)
+        del seg
+        for ch in range(1, N_INTERACTION_CHANNELS):
+            if not channel_touched(ctx.stamps, ch, frame):
+                continue  # an all-zero channel stays zero through pooling and averaging
+            buf = torch.zeros(scaled, dtype=torch.float16, device=dev)
+            paint(buf, frame, ctx.stamps, ch)
+            if ch in THIN_CHANNELS and ks > 1:
+                buf = dilate_clipped(buf.float() if dev.type == "cpu" else buf, ks)
+            inter[ch] = area_downsample_half(buf, P)
+            del buf
+        img = _crop_padded(ctx.image, frame)
+        img = F.interpolate(img[None, None], size=P, mode="trilinear")[0, 0]
+    _normalise_(inter, ctx.intensity)
+    x = torch.cat((img[None], inter))
+    return x, scaled, frame, prev
+
+
+def predict(
+    ctx: PredictContext,
+    center: Sequence[int],
+    zoom: float,
+    force_full_refine: bool = False,
+) -> PredictStats:
+    """Answer one prompt centred at ``center`` starting at zoom factor ``zoom``; writes ``ctx.mask``."""
+    zoom = min(MAX_ZOOM, zoom)
+    stats = PredictStats(zoom_factors=[zoom], refine_boxes=[])
+    x, scaled, frame, prev = build_input(ctx, center, zoom)
+    pred = _foreground(ctx, x)
+    del x
+    changed = border_changed(pred, prev)
+    while changed and ctx.autozoom and zoom < MAX_ZOOM:
+        zoom = min(MAX_ZOOM, zoom * ZOOM_GROWTH)
+        stats.zoom_factors.append(zoom)
+        x, scaled, frame, prev = build_input(ctx, center, zoom)
+        pred = _foreground(ctx, x)
+        del x
+        changed = border_changed(pred, prev)
+    del prev
+
+    if zoom == 1:
+        inside = clip(frame, ctx.shape)
+        if inside is not None:
+            ctx.mask[as_slices(inside)] = pred[as_slices(to_local(inside, frame))]
+        stats.written = inside
+        return stats
+
+    if list(pred.shape) != list(scaled):
+        pred = (F.interpolate(pred[None, None].float(), size=scaled, mode="trilinear")[0, 0] >= 0.5).to(torch.uint8)
+    boxes = plan_refinement(ctx, pred, frame, center, force_full_refine)
+    stats.refine_boxes = boxes
+    stats.written = refine(ctx, boxes, pred, frame)
+    return stats
+
+
+def plan_refinement(
+    ctx: PredictContext, coarse: torch.Tensor, frame: Bounds, center: Sequence[int], force_full_refine: bool
+) -> list[Bounds]:
+    """Boxes (patch-sized, global coordinates) covering where the coarse result differs from the mask."""
+    P = list(ctx.patch_size)
+    fallback = [[[c - p // 2, c - p // 2 + p] for c, p in zip(center, P)]]
+    seen = clip(frame, ctx.shape)
+    planning = seen
+    if force_full_refine:
+        planning = union(planning, nonzero_bounds(ctx.mask))
+    if planning is None or seen is None:
+        return fallback
+    work = torch.float32 if ctx.mask.device.type == "cpu" else torch.float16
+    diff = torch.zeros([hi - lo for lo, hi in planning], dtype=work, device=ctx.mask.device)
+    local = as_slices(to_local(seen, planning))
+    diff[local] = (coarse[as_slices(to_local(seen, frame))] != ctx.mask[as_slices(seen)]).to(work)
+    diff[local] = open_binary(diff[local], 5)
+    if force_full_refine:
+        diff[ctx.mask[as_slices(planning)] > 0] = 1
+    boxes = cover_boxes(diff, P)
+    if not boxes:
+        return fallback
+    return [[[lo + p[0], hi + p[0]] for (lo, hi), p in zip(b, planning)] for b in boxes]
+
+
+def refine(ctx: PredictContext, boxes: list[Bounds], coarse: torch.Tensor, frame: Bounds) -> Optional[Bounds]:
+    """Refine box by box at native resolution; commit only the refined boxes to the mask.
+
+    A working copy over the union of the boxes holds the image and the interaction channels; its
+    previous-segmentation channel is seeded with the coarse result so regions not yet refined see it,
+    and each refined box is written back into it before the next box reads it.
+    """
+    hull = union(*boxes)
+    img = _crop_padded(ctx.image, hull)
+    inter = _interactions(ctx, hull)
+    inject = clip(frame, ctx.shape)
+    if inject is not None:
+        dst = clip(to_local(inject, hull), inter.shape[1:])
+        if dst is not None:
+            src = [[a + h[0] - f[0], b + h[0] - f[0]] for (a, b), h, f in zip(dst, hull, frame)]
+            inter[(PREV_SEG, *as_slices(dst))] = coarse[as_slices(src)].to(inter.dtype)
+    _normalise_(inter, ctx.intensity)
+    for box in boxes:
+        sl = as_slices(to_local(box, hull))
+        x = torch.cat((img[sl][None], inter[(slice(None), *sl)]))
+        inter[(PREV_SEG, *sl)] = _foreground(ctx, x).to(inter.dtype)
+    for box in boxes:
+        inside = clip(box, ctx.shape)
+        if inside is None:
+            continue
+        ctx.mask[as_slices(inside)] = inter[(PREV_SEG, *as_slices(to_local(inside, hull)))].to(torch.uint8)
+    return clip(hull, ctx.shape)

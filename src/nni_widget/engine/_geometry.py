@@ -1,0 +1,235 @@
+"""Pure helpers for AutoZoom planning and refinement boxes (DESIGN.md §3).
+
+Boxes are half-open ``[[lo, hi], [lo, hi], [lo, hi]]`` in (z, y, x) voxel indices and may extend past
+the volume; helpers that need in-volume boxes clip explicitly.
+"""
+
+from __future__ import annotations
+
+from math import ceil, floor
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+
+Bounds = list[list[int]]
+
+MAX_ZOOM = 4.0
+ZOOM_GROWTH = 1.5
+REFINE_MARGIN = 24
+
+
+def round_to_nearest_odd(x: float) -> int:
+    """The odd integer nearest to ``x`` (ties resolved upwards), used as the max-filter width."""
+    if x <= 0:
+        raise ValueError(f"expected a positive number, got {x}")
+    hi, lo = ceil(x), floor(x)
+    if hi % 2 == 1:
+        return hi
+    if lo % 2 == 1:
+        return lo
+    return round(x) + 1
+
+
+def initial_zoom(bounds: Bounds, patch_size: Sequence[int]) -> float:
+    """Starting zoom factor for a prompt covering ``bounds``: its extent plus a third of a patch of context."""
+    return max(1.0, max((hi - lo + p // 3) / p for (lo, hi), p in zip(bounds, patch_size)))
+
+
+def bounds_center(bounds: Bounds) -> list[int]:
+    """Centre voxel of half-open bounds (Python rounding, as the reference engine does)."""
+    return [round((lo + hi) / 2) for lo, hi in bounds]
+
+
+def window(center: Sequence[int], size: Sequence[int]) -> Bounds:
+    """Half-open window of ``size`` around ``center`` (the extra voxel of an odd size goes above)."""
+    return [[c - s // 2, c + s // 2 + s % 2] for c, s in zip(center, size)]
+
+
+def clip(bounds: Bounds, shape: Sequence[int]) -> Optional[Bounds]:
+    """``bounds`` clipped to a volume of ``shape``; None if nothing is left."""
+    out = [[max(0, int(lo)), min(int(hi), int(s))] for (lo, hi), s in zip(bounds, shape)]
+    return None if any(hi <= lo for lo, hi in out) else out
+
+
+def union(*boxes: Optional[Bounds]) -> Optional[Bounds]:
+    """Smallest box containing every given box (None entries ignored)."""
+    valid = [b for b in boxes if b is not None]
+    if not valid:
+        return None
+    return [[min(b[d][0] for b in valid), max(b[d][1] for b in valid)] for d in range(3)]
+
+
+def to_local(bounds: Bounds, frame: Bounds) -> Bounds:
+    """Express ``bounds`` relative to the lower corner of ``frame``."""
+    return [[lo - f[0], hi - f[0]] for (lo, hi), f in zip(bounds, frame)]
+
+
+def as_slices(bounds: Bounds) -> tuple[slice, slice, slice]:
+    return tuple(slice(int(lo), int(hi)) for lo, hi in bounds)  # type: ignore[return-value]
+
+
+def nonzero_bounds(t: torch.Tensor) -> Optional[Bounds]:
+    """Half-open bounds of the nonzero voxels of a 3D tensor, from axis projections (no index list)."""
+    nz = t != 0
+    bounds = []
+    for d in range(3):
+        proj = nz.any(dim=[a for a in range(3) if a != d])
+        idx = torch.nonzero(proj).flatten()
+        if idx.numel() == 0:
+            return None
+        bounds.append([int(idx[0]), int(idx[-1]) + 1])
+    return bounds
+
+
+def border_changed(
+    pred: torch.Tensor,
+    prev: torch.Tensor,
+    abs_threshold: int = 1500,
+    min_threshold: int = 100,
+    rel_threshold: float = 0.2,
+) -> bool:
+    """Whether the prediction changed on any of the six faces of the patch, relative to ``prev``.
+
+    A face changes when more than ``abs_threshold`` voxels differ, or more than ``min_threshold`` differ
+    and the larger foreground count exceeds the smaller by more than ``rel_threshold`` (ratio > 1.2).
+    """
+    stats = []
+    for d in range(3):
+        for i in (0, pred.shape[d] - 1):
+            a, b = prev.select(d, i), pred.select(d, i)
+            stats.append(torch.stack([a.sum(dtype=torch.float32), b.sum(dtype=torch.float32),
+                                      (a != b).sum(dtype=torch.float32)]))
+    for n_prev, n_cur, n_diff in torch.stack(stats).tolist():
+        ratio = max(n_prev, n_cur) / max(min(n_prev, n_cur), 1e-5) - 1
+        if n_diff > abs_threshold or (n_diff > min_threshold and ratio > rel_threshold):
+            return True
+    return False
+
+
+def _pool_clipped(x: torch.Tensor, k: int, minimum: bool) -> torch.Tensor:
+    """Max (or min) over a k³ window clipped to the volume, same shape. ``x`` is (D, H, W) float.
+
+    Computed separably (one 1D pass per axis), which is exact for max/min and much cheaper.
+    """
+    y = (-x if minimum else x)[None, None]
+    for kernel in ((k, 1, 1), (1, k, 1), (1, 1, k)):
+        y = F.max_pool3d(y, kernel, stride=1, padding=tuple(a // 2 for a in kernel))
+    y = y[0, 0]
+    return -y if minimum else y
+
+
+def dilate_clipped(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Grey dilation with a k³ window clipped at the borders (edge replication gives the same result)."""
+    if k <= 1:
+        return x.clone()
+    return _pool_clipped(x, k, minimum=False)
+
+
+def open_binary(x: torch.Tensor, k: int = 5) -> torch.Tensor:
+    """Morphological opening (erosion then dilation) of a 0/1 float volume with clipped k³ windows."""
+    return _pool_clipped(_pool_clipped(x, k, minimum=True), k, minimum=False)
+
+
+def _box_sums(integral: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    """Sums over boxes [lo, hi) from a zero-padded 3D integral image; lo/hi are (N, 3) long."""
+    def at(z, y, x):
+        return integral[z, y, x]
+
+    z0, y0, x0 = lo.unbind(1)
+    z1, y1, x1 = hi.unbind(1)
+    return (at(z1, y1, x1) - at(z0, y1, x1) - at(z1, y0, x1) - at(z1, y1, x0)
+            + at(z0, y0, x1) + at(z0, y1, x0) + at(z1, y0, x0) - at(z0, y0, x0))
+
+
+def _integral(u: torch.Tensor) -> torch.Tensor:
+    s = u.to(torch.int64).cumsum(0).cumsum(1).cumsum(2)
+    return F.pad(s, (1, 0, 1, 0, 1, 0))
+
+
+def refine_margin(patch_size: Sequence[int]) -> list[int]:
+    """Core margin of a refinement box: 24 voxels (official), less for patches under 64 voxels.
+
+    The core (box minus the margin on both sides) keeps at least 16 voxels per axis, so every box
+    covers its own centre and the cover always terminates.
+    """
+    return [max(0, min(REFINE_MARGIN, (p - 16) // 2)) for p in patch_size]
+
+
+def cover_boxes(
+    mask: torch.Tensor,
+    box_size: Sequence[int],
+    margin: Optional[Sequence[int]] = None,
+    max_depth: int = 3,
+) -> list[Bounds]:
+    """Greedy cover of the nonzero voxels of ``mask`` with boxes whose inner core counts.
+
+    Candidate centres lie on a grid over the object's bounds (about five per axis) and must themselves
+    be nonzero; each round takes the first candidate whose core (the box shrunk by ``margin`` on every
+    side, clipped to the mask) covers the most uncovered voxels. Candidates that become covered are
+    dropped. Whatever is left once the candidates run out is covered by the same procedure on the
+    remainder with a finer grid, and finally voxel by voxel (deterministic, unlike a random fallback).
+
+    Args:
+        mask: (D, H, W) tensor, nonzero where refinement is wanted.
+        box_size: refinement box edge per axis (the network patch size).
+        margin: voxels at each side of a box that do not count as covered (default:
+            :func:`refine_margin`).
+        max_depth: how often the grid may be refined before the last-resort cover.
+
+    Returns:
+        Boxes as half-open bounds in the mask's index space (they may extend past it), in the order
+        they were chosen.
+    """
+    shape = torch.tensor(mask.shape, device=mask.device)
+    half = torch.tensor([b // 2 for b in box_size], device=mask.device)
+    end = torch.tensor([b - b // 2 for b in box_size], device=mask.device)
+    margin = refine_margin(box_size) if margin is None else margin
+    if any(2 * m >= b for m, b in zip(margin, box_size)):
+        raise ValueError(f"margin {list(margin)} leaves no core in boxes of {list(box_size)}")
+    marg = torch.tensor(list(margin), device=mask.device)
+    uncovered = (mask != 0).to(torch.uint8)
+    boxes: list[Bounds] = []
+
+    def add_box(center: torch.Tensor) -> None:
+        c = center.tolist()
+        boxes.append([[ci - h, ci + e] for ci, h, e in zip(c, half.tolist(), end.tolist())])
+        lo = torch.clamp(center - half + marg, min=0)
+        hi = torch.minimum(center + end - marg, shape)
+        uncovered[as_slices([[int(a), int(b)] for a, b in zip(lo.tolist(), hi.tolist())])] = 0
+
+    stride: Optional[list[int]] = None
+    depth = 0
+    while bool(uncovered.any()):
+        nb = nonzero_bounds(uncovered)
+        assert nb is not None
+        if stride is None:
+            stride = [max(1, round((hi - 1 - lo) / 4)) for lo, hi in nb]
+        axes = [torch.arange(lo, hi, s, device=mask.device) for (lo, hi), s in zip(nb, stride)]
+        grid = torch.cartesian_prod(*axes).reshape(-1, 3)
+        cands = grid[uncovered[grid[:, 0], grid[:, 1], grid[:, 2]] != 0]
+        if len(cands) == 0:
+            depth += 1
+            if depth > max_depth:
+                # last resort: centre a box on the first uncovered voxel, repeat
+                add_box(torch.nonzero(uncovered)[0])
+                continue
+            stride = [max(1, s // 2) for s in stride]
+            continue
+        while len(cands) > 0:
+            integral = _integral(uncovered)
+            lo = torch.clamp(cands - half + marg, min=0)
+            hi = torch.minimum(torch.maximum(cands + end - marg, lo), shape)
+            sums = _box_sums(integral, lo, hi)
+            best = int(torch.argmax(sums))  # first maximum wins
+            if int(sums[best]) == 0:
+                break
+            add_box(cands[best])
+            cands = cands[uncovered[cands[:, 0], cands[:, 1], cands[:, 2]] != 0]
+        # remainder (if any) gets a fresh grid over what is left
+        stride = None
+        depth += 1
+        if depth > max_depth and bool(uncovered.any()):
+            while bool(uncovered.any()):
+                add_box(torch.nonzero(uncovered)[0])
+    return boxes

@@ -1,0 +1,115 @@
+"""Device choice, model loading and the fast forward pass the engine calls."""
+
+from __future__ import annotations
+
+import logging
+from os import PathLike
+from typing import Any, Optional, Union
+
+import numpy as np
+import torch
+
+logger = logging.getLogger(__name__)
+
+
+def pick_device(device: Union[str, torch.device, None] = None) -> torch.device:
+    """The requested device, or the best available one (cuda, then mps, then cpu)."""
+    if device is not None:
+        dev = torch.device(device)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError("device 'cuda' was requested but no CUDA GPU is available; use device='cpu'")
+        if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise RuntimeError("device 'mps' was requested but Apple MPS is not available; use device='cpu'")
+        return dev
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def resolve_model(model: Union[str, PathLike, Any, None], device) -> Any:
+    """A ``ModelBundle`` on the chosen device, from a folder, a bundle, or the bundled default."""
+    from ..model import ModelBundle, load_model_folder
+
+    dev = pick_device(device)
+    if isinstance(model, ModelBundle):
+        if model.device != dev:
+            model.network.to(dev)
+        return model
+    if model is None:
+        from ..data import default_model_folder
+
+        model = default_model_folder()
+    return load_model_folder(model, device=dev)
+
+
+class Runtime:
+    """The loaded model plus the forward pass and image normalisation, on one device.
+
+    On the CPU with ``optimize``, the network is traced once and frozen with oneDNN weight
+    prepacking (about 1.7x faster here; logits equal to float rounding). On CUDA it runs under fp16
+    autocast with cuDNN autotuning, as the official engine does.
+    """
+
+    def __init__(self, bundle: Any, optimize: bool = True) -> None:
+        self.bundle = bundle
+        self.device = bundle.device
+        self.optimize = optimize
+        self._net = bundle.network.eval()
+        self._fast: Optional[torch.nn.Module] = None
+        self._tried = False
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+
+    def _cpu_fast(self, x: torch.Tensor):
+        if not self._tried:
+            self._tried = True
+            try:
+                with torch.inference_mode():
+                    traced = torch.jit.trace(self._net, x, check_trace=False)
+                    self._fast = torch.jit.optimize_for_inference(torch.jit.freeze(traced))
+                    self._fast(x)
+            except Exception as e:  # tracing is an optimisation only
+                logger.warning("network tracing failed (%s); using the plain network", e)
+                self._fast = None
+        return self._fast
+
+    @torch.inference_mode()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(1, 8, *P) float32 input -> (1, 2, *P) logits."""
+        if self.device.type == "cuda" and self.optimize:
+            with torch.autocast("cuda", dtype=torch.float16):
+                return self._net(x)
+        if self.device.type == "cpu" and self.optimize:
+            fast = self._cpu_fast(x)
+            if fast is not None:
+                return fast(x)
+        return self._net(x)
+
+    def normalise(self, array: np.ndarray) -> torch.Tensor:
+        """Z-score with the mean and (unbiased) std inside the bounding box of the nonzero voxels.
+
+        Returns the whole normalised (Z, Y, X) float32 image on the compute device. Computed on a
+        leading-singleton view so the reductions run exactly as in the official engine.
+        """
+        a = np.ascontiguousarray(array, dtype=np.float32)
+        if np.may_share_memory(a, array):
+            a = a.copy()
+        img = torch.from_numpy(a)[None]
+        nz = img[0] != 0
+        bounds = []
+        for d in range(3):
+            idx = torch.nonzero(nz.any(dim=[a_ for a_ in range(3) if a_ != d])).flatten()
+            if idx.numel() == 0:
+                raise ValueError("the image is entirely zero; nothing to normalise or segment")
+            bounds.append(slice(int(idx[0]), int(idx[-1]) + 1))
+        del nz
+        crop = img[(slice(0, 1), *bounds)]
+        mean, std = crop.mean(), crop.std()
+        del crop
+        if not torch.isfinite(std) or float(std) == 0:
+            raise ValueError("the image is constant inside its nonzero region; it cannot be normalised")
+        img -= mean
+        img /= std
+        return img[0].to(self.device)

@@ -1,0 +1,429 @@
+"""The interactive segmentation session: one image, several objects, prompts in, masks out.
+
+Set the image once (normalised and kept on the compute device), then answer many cheap prompt
+calls. Each object has its own prompt stamps, decay intensity and mask; the session keeps an undo/redo
+history of every step across objects. What a step changed in a mask is stored as a bit-packed XOR of
+the written region, so undo and redo are the same cheap operation and a hundred levels cost little.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from os import PathLike
+from typing import Any, Callable, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from ..io import Volume, load_volume
+from ..prompts import Box, Lasso, Point, Prompt, PromptError, Scribble, VolumeMask
+from ._autozoom import PredictContext, PredictStats, predict
+from ._geometry import Bounds, as_slices, bounds_center, initial_zoom, nonzero_bounds
+from ._runtime import Runtime, resolve_model
+from ._stamps import FP16_MAX, RENORM_TARGET, Stamp, make_stamp
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Session", "SessionError", "SegObject", "StepResult"]
+
+
+class SessionError(RuntimeError):
+    """The session cannot do what was asked in its current state (the message says what to do)."""
+
+
+@dataclass
+class SegObject:
+    """One object being segmented: its prompts (as stamps), decay intensity and mask."""
+
+    id: int
+    name: str
+    mask: torch.Tensor
+    stamps: tuple[Stamp, ...] = ()
+    prompts: tuple[Prompt, ...] = ()
+    intensity: float = 1.0
+    pending: tuple[tuple[list[int], float], ...] = ()  # prompts added without a prediction yet
+
+    def state(self):
+        return (self.stamps, self.prompts, self.intensity, self.pending)
+
+    def restore(self, state) -> None:
+        self.stamps, self.prompts, self.intensity, self.pending = state
+
+
+@dataclass
+class StepResult:
+    """What one prompt did.
+
+    Attributes:
+        changed: half-open (z, y, x) bounds of the voxels whose label changed (None: nothing changed).
+        written: bounds of the region the prediction wrote (what the official engine returns).
+        zoom_factors: zoom factor of each coarse pass.
+        refine_boxes: refinement boxes, in order.
+        seconds: wall time of the step.
+    """
+
+    changed: Optional[Bounds]
+    written: Optional[Bounds]
+    zoom_factors: list[float] = field(default_factory=list)
+    refine_boxes: list[Bounds] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@dataclass
+class _Step:
+    obj_id: int
+    before: Any
+    after: Any
+    region: Optional[Bounds]
+    xor_bits: Optional[np.ndarray]
+
+
+def _packed_xor(before: np.ndarray, after: np.ndarray) -> tuple[np.ndarray, Optional[Bounds]]:
+    diff = before != after
+    return np.packbits(diff, axis=None), (None if not diff.any() else _np_bounds(diff))
+
+
+def _np_bounds(m: np.ndarray) -> Bounds:
+    out = []
+    for d in range(3):
+        idx = np.flatnonzero(m.any(axis=tuple(a for a in range(3) if a != d)))
+        out.append([int(idx[0]), int(idx[-1]) + 1])
+    return out
+
+
+class Session:
+    """Promptable 3D segmentation of one image with an nnInteractive-compatible model.
+
+    Args:
+        model: a checkpoint folder (official layout), a loaded ``ModelBundle``, or None for the
+            bundled default model.
+        device: ``"cuda"``, ``"mps"``, ``"cpu"`` or a torch.device; None picks the best available.
+        autozoom: zoom out when the prediction reaches the window border (DESIGN §3).
+        optimize: on the CPU, trace and freeze the network for faster inference (results equal to
+            float rounding); on CUDA, run it in fp16 autocast. False runs the plain float32 network.
+        max_undo: how many steps undo can go back.
+
+    Example:
+        >>> s = Session("path/to/nnInteractive_v1.0")            # doctest: +SKIP
+        >>> s.set_image(volume)                                    # doctest: +SKIP
+        >>> s.add(Point((40, 100, 120)))                           # doctest: +SKIP
+        >>> s.mask                                                 # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        model: Union[str, PathLike, Any, None] = None,
+        *,
+        device: Union[str, torch.device, None] = None,
+        autozoom: bool = True,
+        optimize: bool = True,
+        max_undo: int = 200,
+    ) -> None:
+        self.runtime = Runtime(resolve_model(model, device), optimize=optimize)
+        self.autozoom = autozoom
+        self.max_undo = int(max_undo)
+        self.volume: Optional[Volume] = None
+        self._image: Optional[torch.Tensor] = None
+        self._objects: dict[int, SegObject] = {}
+        self._active: Optional[int] = None
+        self._next_id = 1
+        self._undo: list[_Step] = []
+        self._redo: list[_Step] = []
+        self._lock = threading.RLock()
+        self.callbacks: list[Callable[["Session", StepResult], None]] = []
+        self.last_stats: Optional[PredictStats] = None
+
+    # ----------------------------------------------------------------- properties
+    @property
+    def device(self) -> torch.device:
+        return self.runtime.device
+
+    @property
+    def model(self):
+        """The loaded ``ModelBundle`` (patch size, decay, licence, ...)."""
+        return self.runtime.bundle
+
+    @property
+    def licence(self) -> Optional[str]:
+        return self.runtime.bundle.licence
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        self._need_image()
+        return tuple(self._image.shape)  # type: ignore[union-attr,return-value]
+
+    @property
+    def objects(self) -> dict[int, str]:
+        """Object ids and names, in creation order."""
+        return {i: o.name for i, o in self._objects.items()}
+
+    @property
+    def active_object(self) -> int:
+        self._need_image()
+        return self._active  # type: ignore[return-value]
+
+    @property
+    def mask(self) -> np.ndarray:
+        """The active object's mask, (Z, Y, X) uint8 (a copy)."""
+        return self.object_mask(self.active_object)
+
+    @property
+    def prompts(self) -> tuple[Prompt, ...]:
+        """The active object's prompts, oldest first."""
+        return self._obj().prompts
+
+    def object_mask(self, obj_id: int) -> np.ndarray:
+        with self._lock:
+            return self._obj(obj_id).mask.cpu().numpy().copy()
+
+    def label_map(self, dtype=np.uint16) -> np.ndarray:
+        """All objects as one (Z, Y, X) label map; object ids are the labels, later objects on top."""
+        with self._lock:
+            self._need_image()
+            out = np.zeros(self.shape, dtype=dtype)
+            for i, o in self._objects.items():
+                out[o.mask.cpu().numpy().astype(bool)] = i
+            return out
+
+    # ----------------------------------------------------------------- image
+    def set_image(self, image: Union[Volume, np.ndarray, str, PathLike], **load_kwargs) -> None:
+        """Set the image (a Volume, a (Z, Y, X) array or a NIfTI path); clears all objects and history."""
+        vol = load_volume(image, **load_kwargs)
+        with self._lock:
+            self._image = None
+            self._objects.clear()
+            self._undo.clear()
+            self._redo.clear()
+            self._image = self.runtime.normalise(vol.array)
+            self.volume = vol
+            self._next_id = 1
+            self.new_object()
+        logger.info("image %s set on %s", tuple(vol.shape), self.device)
+
+    def _need_image(self) -> None:
+        if self._image is None:
+            raise SessionError("no image set: call set_image(volume) first")
+
+    # ----------------------------------------------------------------- objects
+    def new_object(self, name: Optional[str] = None) -> int:
+        """Start a new (empty) object and make it active; returns its id (= its label)."""
+        with self._lock:
+            self._need_image()
+            i = self._next_id
+            self._next_id += 1
+            mask = torch.zeros(self._image.shape, dtype=torch.uint8, device=self.device)
+            self._objects[i] = SegObject(i, name or f"object {i}", mask)
+            self._active = i
+            return i
+
+    def select_object(self, obj_id: int) -> None:
+        with self._lock:
+            self._obj(obj_id)
+            self._active = obj_id
+
+    def rename_object(self, obj_id: int, name: str) -> None:
+        with self._lock:
+            self._obj(obj_id).name = str(name)
+
+    def delete_object(self, obj_id: int) -> None:
+        """Remove an object (not undoable); the newest remaining one becomes active."""
+        with self._lock:
+            self._obj(obj_id)
+            del self._objects[obj_id]
+            self._undo = [s for s in self._undo if s.obj_id != obj_id]
+            self._redo = [s for s in self._redo if s.obj_id != obj_id]
+            if not self._objects:
+                self.new_object()
+            elif self._active == obj_id:
+                self._active = list(self._objects)[-1]
+
+    def _obj(self, obj_id: Optional[int] = None) -> SegObject:
+        self._need_image()
+        i = self._active if obj_id is None else obj_id
+        if i not in self._objects:
+            raise SessionError(f"no object with id {i}; existing objects: {list(self._objects)}")
+        return self._objects[i]
+
+    # ----------------------------------------------------------------- prompts
+    def add(self, prompt: Prompt, *, run_prediction: bool = True) -> StepResult:
+        """Add a prompt to the active object and update its mask.
+
+        Returns:
+            A StepResult whose ``changed`` holds the bounds of the voxels that changed.
+
+        Raises:
+            PromptError: the prompt is unusable (outside the volume, empty, ...); nothing changed.
+        """
+        if not isinstance(prompt, (Point, Box, Lasso, Scribble, VolumeMask)):
+            raise PromptError(f"expected a Point, Box, Lasso or Scribble, got {type(prompt).__name__}")
+        with self._lock:
+            obj = self._obj()
+            intensity = self._next_intensity(obj)
+            stamp = make_stamp(prompt, self.shape, intensity, self.device, self.model.point_radius)
+            if isinstance(prompt, Point):
+                center, zoom = [round(v) for v in prompt.zyx], 1.0
+            else:  # centred on the part of the prompt inside the image, as the official engine does
+                center = bounds_center(stamp.bounds)
+                zoom = initial_zoom(stamp.bounds, self.model.patch_size)
+            before = obj.state()
+            stamps = obj.stamps
+            if intensity > FP16_MAX:  # keep stored values inside fp16 range, relative weights unchanged
+                factor = RENORM_TARGET / intensity
+                stamps = tuple(s.scaled(factor) for s in stamps)
+                intensity = RENORM_TARGET
+                stamp = make_stamp(prompt, self.shape, intensity, self.device, self.model.point_radius)
+            obj.stamps = stamps + (stamp,)
+            obj.prompts = obj.prompts + (prompt,)
+            obj.intensity = intensity
+            obj.pending = obj.pending + ((center, zoom),)
+            return self._run_step(obj, before, run_prediction)
+
+    def _next_intensity(self, obj: SegObject) -> float:
+        decay = float(self.model.interaction_decay)
+        if not 0 < decay <= 1:
+            raise SessionError(f"interaction_decay must be in (0, 1], the model says {decay}")
+        return obj.intensity * (1 / decay) if decay < 1 else obj.intensity
+
+    def add_point(self, zyx: Sequence[float], positive: bool = True) -> StepResult:
+        return self.add(Point(tuple(zyx), positive))
+
+    def add_box(self, bbox, positive: bool = True) -> StepResult:
+        """A 2D box, half-open ``[[z0, z1], [y0, y1], [x0, x1]]`` with one extent 1."""
+        return self.add(Box(bbox, positive))
+
+    def add_lasso(self, axis: int, index: int, vertices, positive: bool = True) -> StepResult:
+        return self.add(Lasso.from_polygon(axis, index, vertices, positive))
+
+    def add_scribble(self, axis: int, index: int, points, positive: bool = True, width: float = 2.0) -> StepResult:
+        return self.add(Scribble.from_polyline(axis, index, points, positive, width))
+
+    def set_initial_mask(self, mask: np.ndarray, *, run_prediction: bool = False) -> StepResult:
+        """Start the active object from an existing mask (nonzero = object); clears its prompts.
+
+        With ``run_prediction`` the model refines the whole mask (zooming out as needed).
+        """
+        with self._lock:
+            obj = self._obj()
+            m = np.asarray(mask)
+            if m.shape != self.shape:
+                raise PromptError(f"initial mask has shape {m.shape}, the image has {self.shape}")
+            new = torch.from_numpy((m != 0).astype(np.uint8)).to(self.device)
+            before = obj.state()
+            old_mask = obj.mask.cpu().numpy().copy()
+            obj.mask.copy_(new)
+            obj.stamps, obj.prompts, obj.intensity, obj.pending = (), (), 1.0, ()
+            t0 = time.perf_counter()
+            written = [[0, s] for s in self.shape]
+            stats = None
+            if run_prediction:
+                nb = nonzero_bounds(new)
+                if nb is not None:
+                    stats = self._predict(obj, bounds_center(nb), initial_zoom(nb, self.model.patch_size), True)
+            bits, changed = _packed_xor(old_mask, obj.mask.cpu().numpy())
+            self._record(_Step(obj.id, before, obj.state(), written, bits))
+            return self._finish(changed, written, stats, t0)
+
+    def reset_object(self) -> StepResult:
+        """Clear the active object's prompts and mask (undoable)."""
+        with self._lock:
+            return self.set_initial_mask(np.zeros(self.shape, np.uint8))
+
+    def _predict(self, obj: SegObject, center, zoom, force_full_refine=False) -> PredictStats:
+        ctx = PredictContext(self.runtime.forward, self._image, obj.mask, obj.stamps, obj.intensity,
+                             self.model.patch_size, self.autozoom)
+        stats = predict(ctx, center, zoom, force_full_refine)
+        self.last_stats = stats
+        return stats
+
+    def _run_step(self, obj: SegObject, before, run_prediction: bool) -> StepResult:
+        t0 = time.perf_counter()
+        if not run_prediction:
+            self._record(_Step(obj.id, before, obj.state(), None, None))
+            return self._finish(None, None, None, t0)
+        center, zoom = obj.pending[-1]
+        obj.pending = ()
+        snapshot = obj.mask.clone()  # the window we may write is unknown before the zoom settles
+        try:
+            stats = self._predict(obj, center, zoom)
+        except Exception:
+            obj.mask.copy_(snapshot)
+            obj.restore(before)
+            raise
+        written = stats.written
+        bits, changed = None, None
+        if written is not None:
+            sl = as_slices(written)
+            old = snapshot[sl].cpu().numpy()
+            bits, changed_local = _packed_xor(old, obj.mask[sl].cpu().numpy())
+            if changed_local is not None:
+                changed = [[a + w[0], b + w[0]] for (a, b), w in zip(changed_local, written)]
+        self._record(_Step(obj.id, before, obj.state(), written, bits))
+        return self._finish(changed, written, stats, t0)
+
+    def _finish(self, changed, written, stats: Optional[PredictStats], t0: float) -> StepResult:
+        res = StepResult(changed, written,
+                         stats.zoom_factors if stats else [], stats.refine_boxes if stats else [],
+                         time.perf_counter() - t0)
+        for cb in list(self.callbacks):
+            try:
+                cb(self, res)
+            except Exception:  # a broken callback must not break the session
+                logger.exception("segmentation-changed callback failed")
+        return res
+
+    # ----------------------------------------------------------------- history
+    def _record(self, step: _Step) -> None:
+        self._undo.append(step)
+        if len(self._undo) > self.max_undo:
+            del self._undo[0]
+        self._redo.clear()
+
+    def _apply(self, step: _Step, state) -> Optional[Bounds]:
+        obj = self._objects.get(step.obj_id)
+        if obj is None:
+            return None
+        obj.restore(state)
+        self._active = step.obj_id
+        if step.region is None or step.xor_bits is None:
+            return None
+        sl = as_slices(step.region)
+        size = [b - a for a, b in step.region]
+        flip = np.unpackbits(step.xor_bits, count=int(np.prod(size))).reshape(size).astype(bool)
+        if not flip.any():
+            return None
+        region = obj.mask[sl]
+        region ^= torch.from_numpy(flip.astype(np.uint8)).to(region.device)
+        return step.region
+
+    def undo(self) -> Optional[StepResult]:
+        """Undo the last step (of any object; that object becomes active). None if nothing to undo."""
+        with self._lock:
+            if not self._undo:
+                return None
+            step = self._undo.pop()
+            self._redo.append(step)
+            t0 = time.perf_counter()
+            region = self._apply(step, step.before)
+            return self._finish(region, region, None, t0)
+
+    def redo(self) -> Optional[StepResult]:
+        """Redo the last undone step. None if nothing to redo."""
+        with self._lock:
+            if not self._redo:
+                return None
+            step = self._redo.pop()
+            self._undo.append(step)
+            t0 = time.perf_counter()
+            region = self._apply(step, step.after)
+            return self._finish(region, region, None, t0)
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._undo)
+
+    @property
+    def can_redo(self) -> bool:
+        return bool(self._redo)

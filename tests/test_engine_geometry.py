@@ -1,0 +1,148 @@
+"""Pure pieces of the engine: zoom planning, border test, morphology, box cover, resampling, stamps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from nni_widget.engine._geometry import (
+    border_changed,
+    clip,
+    cover_boxes,
+    dilate_clipped,
+    initial_zoom,
+    open_binary,
+    refine_margin,
+    round_to_nearest_odd,
+    window,
+)
+from nni_widget.engine._resample import area_downsample_half
+from nni_widget.engine._stamps import make_stamp, paint, point_kernel
+from nni_widget.prompts import Box, Lasso, Point, PromptError, Scribble
+
+
+@pytest.mark.parametrize("x,expected", [(1.0, 1), (2.0, 3), (2.2, 3), (3.5, 3), (5.75, 5), (7.0, 7), (4.0, 5)])
+def test_round_to_nearest_odd(x, expected):
+    assert round_to_nearest_odd(x) == expected
+
+
+def test_initial_zoom_adds_a_third_of_a_patch_of_context():
+    assert initial_zoom([[0, 1], [0, 10], [0, 10]], (64, 64, 64)) == 1.0
+    assert initial_zoom([[0, 1], [0, 50], [0, 10]], (64, 64, 64)) == pytest.approx((50 + 21) / 64)
+
+
+def test_window_puts_the_extra_voxel_of_odd_sizes_above():
+    assert window([10, 10, 10], [4, 5, 96]) == [[8, 12], [8, 13], [-38, 58]]
+    assert clip([[-5, 3], [2, 9], [0, 1]], (10, 8, 4)) == [[0, 3], [2, 8], [0, 1]]
+    assert clip([[-5, 0], [2, 9], [0, 1]], (10, 8, 4)) is None
+
+
+def test_border_test_thresholds():
+    prev = torch.zeros(32, 32, 32, dtype=torch.float16)
+    pred = torch.zeros(32, 32, 32, dtype=torch.uint8)
+    assert not border_changed(pred, prev)
+    pred[0, :10, :10] = 1  # 100 voxels differ: not more than 100
+    assert not border_changed(pred, prev)
+    pred[0, 10, 0] = 1  # 101 differ and the count ratio is huge
+    assert border_changed(pred, prev)
+    # many differing voxels but balanced counts: only the absolute threshold can trigger
+    prev2 = torch.zeros(64, 64, 64, dtype=torch.float16)
+    pred2 = torch.zeros(64, 64, 64, dtype=torch.uint8)
+    prev2[:, :, 0] = 1
+    prev2[:30, :, 0] = 0
+    pred2[:30, :, 0] = 1  # 30*64 = 1920 differ > 1500
+    assert border_changed(pred2, prev2)
+
+
+def test_opening_removes_specks_and_keeps_blocks():
+    x = torch.zeros(20, 20, 20)
+    x[2:10, 2:10, 2:10] = 1
+    x[15, 15, 15] = 1
+    y = open_binary(x, 5)
+    assert y[15, 15, 15] == 0
+    assert torch.equal(y[2:10, 2:10, 2:10], torch.ones(8, 8, 8))
+    assert y.sum() == 8**3
+
+
+def test_clipped_dilation_equals_edge_replicated_max_filter():
+    torch.manual_seed(0)
+    x = torch.rand(9, 11, 7)
+    padded = F.pad(x[None, None], (2, 2, 2, 2, 2, 2), mode="replicate")
+    expected = F.max_pool3d(padded, 5, stride=1)[0, 0]
+    assert torch.equal(dilate_clipped(x, 5), expected)
+
+
+def test_refine_margin_is_official_for_large_patches_and_keeps_a_core():
+    assert refine_margin((192, 192, 192)) == [24, 24, 24]
+    assert refine_margin((64, 64, 64)) == [24, 24, 24]
+    assert refine_margin((32, 48, 20)) == [8, 16, 2]
+
+
+def test_cover_boxes_cover_every_voxel_with_a_core():
+    rng = np.random.default_rng(0)
+    m = torch.from_numpy(rng.random((70, 90, 60)) > 0.995)
+    m[10:40, 20:80, 5:50] = True
+    P, margin = (32, 32, 32), refine_margin((32, 32, 32))
+    boxes = cover_boxes(m, P)
+    covered = torch.zeros_like(m)
+    for b in boxes:
+        assert [hi - lo for lo, hi in b] == list(P)
+        core = clip([[lo + g, hi - g] for (lo, hi), g in zip(b, margin)], m.shape)
+        covered[tuple(slice(lo, hi) for lo, hi in core)] = True
+    assert not (m & ~covered).any()
+    assert cover_boxes(m, P) == boxes  # deterministic
+    assert cover_boxes(torch.zeros(5, 5, 5), P) == []
+
+
+def test_cover_boxes_single_blob_needs_one_box():
+    m = torch.zeros(60, 60, 60)
+    m[20:30, 22:32, 25:35] = 1
+    boxes = cover_boxes(m, (64, 64, 64))
+    assert len(boxes) == 1
+
+
+@pytest.mark.parametrize("size", [80, 96, 120, 144, 216])
+def test_area_downsampling_matches_half_precision_pooling_exactly(size):
+    g = torch.Generator().manual_seed(size)
+    x = torch.zeros(size, size, size, dtype=torch.float16)
+    x[10:25, 30:41, 5:18] = (torch.rand(15, 11, 13, generator=g) * 3).half()
+    ref = F.interpolate(x[None, None], size=[64] * 3, mode="area")[0, 0]
+    assert torch.equal(area_downsample_half(x, [64] * 3), ref)
+    b = (torch.rand(size, size, size, generator=g) > 0.6).half()
+    refb = F.interpolate(b[None, None], size=[64] * 3, mode="area")[0, 0]
+    assert torch.equal(area_downsample_half(b, [64] * 3, binary=True), refb)
+
+
+def test_point_kernel_is_a_distance_valued_ball():
+    k = point_kernel(4)
+    assert k.shape == (9, 9, 9)
+    assert k[4, 4, 4] == 1.0
+    g = np.arange(-4, 5)
+    d2 = g[:, None, None] ** 2 + g[None, :, None] ** 2 + g[None, None, :] ** 2
+    assert ((k > 0) == (d2 <= 16)).all()
+    assert 0.2 < k[0, 4, 4] < 0.3
+
+
+def test_stamps_replay_in_order_with_max_and_set():
+    shape = (10, 12, 14)
+    p = make_stamp(Point((3, 4, 5)), shape, 1.0, "cpu")
+    b = make_stamp(Box(((3, 4), (0, 12), (0, 14))), shape, 2.0, "cpu")
+    lasso = make_stamp(Lasso.from_polygon(0, 3, [(1, 1), (1, 6), (6, 6), (6, 1)]), shape, 3.0, "cpu")
+    assert p.channel == 3 and b.channel == 1 and lasso.channel == 1
+    frame = [[0, 10], [0, 12], [0, 14]]
+    buf = torch.zeros(shape, dtype=torch.float16)
+    assert paint(buf, frame, [lasso, b], 1)
+    assert float(buf[3].max()) == 2.0  # the later box overwrote the lasso
+    buf.zero_()
+    paint(buf, frame, [b, lasso], 1)
+    assert float(buf[3, 2, 2]) == 3.0 and float(buf[3, 10, 10]) == 2.0
+    # a window reaching outside the volume sees zeros there
+    buf2 = torch.zeros((4, 4, 4), dtype=torch.float16)
+    assert paint(buf2, [[1, 5], [2, 6], [3, 7]], [p], 3)
+    assert float(buf2[2, 2, 2]) == 1.0
+    with pytest.raises(PromptError, match="outside"):
+        make_stamp(Point((30, 4, 5)), shape, 1.0, "cpu")
+    with pytest.raises(PromptError, match="outside"):
+        make_stamp(Scribble.from_polyline(0, 50, [(1, 1), (3, 3)]), shape, 1.0, "cpu")

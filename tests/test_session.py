@@ -1,0 +1,221 @@
+"""Session behaviour: prompts on every axis, changed bounds, undo/redo, objects, errors, decay."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from nni_widget.engine import Session, SessionError
+from nni_widget.engine._stamps import FP16_MAX, make_stamp, paint
+from nni_widget.prompts import Box, Lasso, Point, PromptError, Scribble
+
+
+@pytest.fixture()
+def session(tiny_model, blob_image):
+    """Without AutoZoom: the random tiny model would zoom out to 4x on nearly every prompt, which is
+    slow on a small CPU; zooming and refinement are covered by the parity tests and the test below."""
+    s = Session(tiny_model, device="cpu", optimize=False, autozoom=False)
+    s.set_image(blob_image)
+    return s
+
+
+def test_zooming_prompts_undo_and_redo_exactly(tiny_model, blob_image):
+    s = Session(tiny_model, device="cpu", optimize=False)
+    s.set_image(blob_image)
+    masks = [s.mask]
+    for p in (Point((20, 24, 22)), Box.on_slice(2, 22, (2, 2), (36, 44), positive=False)):
+        res = s.add(p)
+        assert len(res.zoom_factors) > 1 or res.zoom_factors[0] > 1
+        assert res.refine_boxes
+        masks.append(s.mask)
+    s.undo()
+    assert np.array_equal(s.mask, masks[1])
+    s.undo()
+    assert np.array_equal(s.mask, masks[0])
+    s.redo()
+    s.redo()
+    assert np.array_equal(s.mask, masks[2])
+
+
+def _prompt(kind: str, axis: int, positive: bool):
+    index = {0: 20, 1: 24, 2: 22}[axis]
+    if kind == "point":
+        c = [20, 24, 22]
+        c[axis] = index - 3
+        return Point(tuple(c), positive)
+    if kind == "box":
+        return Box.on_slice(axis, index, (12, 12), (26, 30), positive)
+    if kind == "lasso":
+        return Lasso.from_polygon(axis, index, [(12, 12), (12, 30), (26, 30), (26, 12)], positive)
+    return Scribble.from_polyline(axis, index, [(14, 14), (20, 22), (24, 28)], positive)
+
+
+def _bounds_of(diff: np.ndarray):
+    idx = np.argwhere(diff)
+    return [[int(a), int(b) + 1] for a, b in zip(idx.min(0), idx.max(0))]
+
+
+@pytest.mark.parametrize("kind", ["point", "box", "lasso", "scribble"])
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_every_prompt_type_on_every_axis(session, kind, axis):
+    for positive in (True, False):
+        before = session.mask
+        res = session.add(_prompt(kind, axis, positive))
+        after = session.mask
+        diff = before != after
+        if diff.any():
+            assert res.changed == _bounds_of(diff)
+            lo, hi = zip(*res.written)
+            assert all(l <= c0 and c1 <= h for l, h, (c0, c1) in zip(lo, hi, res.changed))
+        else:
+            assert res.changed is None
+        assert res.zoom_factors and res.zoom_factors[0] >= 1
+    assert len(session.prompts) == 2
+    assert session.prompts[1].positive is False
+
+
+def test_undo_redo_reproduce_every_earlier_mask(session):
+    masks = [session.mask]
+    prompts = [Point((20, 24, 22)), Box.on_slice(0, 18, (10, 10), (30, 30)), Point((15, 30, 25), False),
+               Scribble.from_polyline(1, 20, [(10, 10), (25, 30)]), Point((25, 20, 20))]
+    for p in prompts:
+        session.add(p)
+        masks.append(session.mask)
+    for i in range(len(prompts) - 1, -1, -1):
+        assert session.undo() is not None
+        assert np.array_equal(session.mask, masks[i])
+        assert len(session.prompts) == i
+    assert session.undo() is None
+    for i in range(1, len(prompts) + 1):
+        session.redo()
+        assert np.array_equal(session.mask, masks[i])
+    assert session.redo() is None
+    # a new prompt after an undo drops the redo branch
+    session.undo()
+    session.add(Point((10, 10, 10)))
+    assert not session.can_redo
+
+
+def test_many_undo_levels(session):
+    masks = [session.mask]
+    rng = np.random.default_rng(3)
+    for _ in range(30):
+        c = rng.integers([2, 2, 2], [38, 46, 42])
+        session.add(Point(tuple(int(v) for v in c), bool(rng.random() < 0.7)))
+        masks.append(session.mask)
+    for i in range(30, 0, -1):
+        session.undo()
+        assert np.array_equal(session.mask, masks[i - 1])
+
+
+def test_objects_are_independent_and_form_a_label_map(session):
+    first = session.active_object
+    session.add(Point((20, 24, 22)))
+    m1 = session.mask
+    second = session.new_object("lesion")
+    assert session.active_object == second and session.objects[second] == "lesion"
+    assert session.mask.sum() == 0 and session.prompts == ()
+    session.add(Point((10, 12, 12)))
+    m2 = session.mask
+    assert np.array_equal(session.object_mask(first), m1)
+    labels = session.label_map()
+    assert set(np.unique(labels)) <= {0, first, second}
+    assert np.array_equal(labels == second, m2.astype(bool))
+    assert np.array_equal(labels == first, m1.astype(bool) & ~m2.astype(bool))
+    # undo across objects switches to the object the step belonged to
+    session.select_object(first)
+    session.undo()
+    assert session.active_object == second and session.mask.sum() == 0
+    session.rename_object(first, "liver")
+    session.delete_object(second)
+    assert session.objects == {first: "liver"}
+    with pytest.raises(SessionError, match="no object"):
+        session.select_object(99)
+
+
+def test_bad_prompts_raise_and_change_nothing(session):
+    session.add(Point((20, 24, 22)))
+    mask, prompts = session.mask, session.prompts
+    bad = [Point((100, 1, 1)), Box(((0, 1), (60, 70), (0, 5))),
+           Scribble.from_polyline(0, 99, [(1, 1), (4, 4)])]
+    for p in bad:
+        with pytest.raises(PromptError):
+            session.add(p)
+    with pytest.raises(PromptError):
+        session.add("not a prompt")
+    with pytest.raises(PromptError):
+        session.set_initial_mask(np.ones((3, 3, 3)))
+    assert np.array_equal(session.mask, mask) and session.prompts == prompts
+    assert session.undo() is not None and session.undo() is None
+
+
+def test_failed_prediction_restores_the_session(session, monkeypatch):
+    session.add(Point((20, 24, 22)))
+    mask, prompts, intensity = session.mask, session.prompts, session._obj().intensity
+
+    def broken(x):
+        raise RuntimeError("out of memory (simulated)")
+
+    monkeypatch.setattr(session.runtime, "forward", broken)
+    with pytest.raises(RuntimeError, match="simulated"):
+        session.add(Point((10, 10, 10)))
+    assert np.array_equal(session.mask, mask) and session.prompts == prompts
+    assert session._obj().intensity == intensity
+    monkeypatch.undo()
+    session.add(Point((10, 10, 10)))
+    assert len(session.prompts) == 2
+
+
+def test_initial_mask_and_reset_are_undoable(session):
+    init = np.zeros(session.shape, np.uint8)
+    init[10:20, 10:30, 10:30] = 1
+    res = session.set_initial_mask(init)
+    assert np.array_equal(session.mask, init) and res.changed == [[10, 20], [10, 30], [10, 30]]
+    session.add(Point((15, 20, 20)))
+    refined = session.set_initial_mask(init, run_prediction=True)
+    assert refined.zoom_factors  # the model refined the whole mask
+    session.reset_object()
+    assert session.mask.sum() == 0 and session.prompts == ()
+    session.undo()
+    session.undo()
+    session.undo()
+    assert np.array_equal(session.mask, init)
+
+
+def test_decay_intensity_and_renormalisation(session):
+    decay = session.model.interaction_decay
+    for i in range(3):
+        session.add(Point((20, 24, 22 + i)), run_prediction=(i == 2))
+    assert session._obj().intensity == pytest.approx((1 / decay) ** 3)
+    # scaling every stamp equals scaling the dense channel (what renormalisation relies on)
+    shape = session.shape
+    stamps = [make_stamp(Point((20, 24, 22)), shape, 3000.0, "cpu"),
+              make_stamp(Point((21, 25, 22)), shape, 60000.0, "cpu")]
+    frame = [[0, s] for s in shape]
+    dense = torch.zeros(shape, dtype=torch.float16)
+    paint(dense, frame, stamps, 3)
+    scaled = torch.zeros(shape, dtype=torch.float16)
+    paint(scaled, frame, [s.scaled(0.1) for s in stamps], 3)
+    assert torch.equal(dense * 0.1, scaled)
+    # the session renormalises instead of overflowing fp16
+    obj = session._obj()
+    obj.intensity = FP16_MAX * 0.99
+    session.add(Point((10, 10, 10)))
+    assert obj.intensity < FP16_MAX and all(torch.isfinite(s.values).all() for s in obj.stamps)
+
+
+def test_callbacks_and_image_reset(session, blob_image):
+    seen = []
+    session.callbacks.append(lambda s, res: seen.append(res.changed))
+    session.callbacks.append(lambda s, res: 1 / 0)  # a broken callback does not break the session
+    session.add(Point((20, 24, 22)))
+    assert len(seen) == 1
+    session.set_image(blob_image[:, :30])
+    assert session.shape == (40, 30, 44) and not session.can_undo and list(session.objects) == [1]
+
+
+def test_session_needs_an_image(tiny_model):
+    s = Session(tiny_model, device="cpu", optimize=False)
+    with pytest.raises(SessionError, match="set_image"):
+        s.add(Point((1, 1, 1)))
