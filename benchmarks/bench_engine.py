@@ -50,6 +50,8 @@ _RUNNER = textwrap.dedent(
         s.set_image(img[None])
         buf = np.zeros(img.shape, np.uint8)
         s.set_target_buffer(buf)
+        if engine == "ours":
+            s.session.runtime.wait_ready()  # the traced network is built in the background
     out = {}
     for name, autozoom, kind, prompts in cfg["cases"]:
         s.set_do_autozoom(autozoom)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from os import PathLike
 from typing import Any, Optional, Union
 
@@ -58,22 +59,31 @@ class Runtime:
         self.optimize = optimize
         self._net = bundle.network.eval()
         self._fast: Optional[torch.nn.Module] = None
-        self._tried = False
+        self._tracer: Optional[threading.Thread] = None
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
+        if self.device.type == "cpu" and optimize:
+            # tracing takes seconds: do it in the background; prompts use the plain network until then
+            self._tracer = threading.Thread(target=self._build_fast, name="nni-trace", daemon=True)
+            self._tracer.start()
 
-    def _cpu_fast(self, x: torch.Tensor):
-        if not self._tried:
-            self._tried = True
-            try:
-                with torch.inference_mode():
-                    traced = torch.jit.trace(self._net, x, check_trace=False)
-                    self._fast = torch.jit.optimize_for_inference(torch.jit.freeze(traced))
-                    self._fast(x)
-            except Exception as e:  # tracing is an optimisation only
-                logger.warning("network tracing failed (%s); using the plain network", e)
-                self._fast = None
-        return self._fast
+    def _build_fast(self) -> None:
+        P = tuple(self.bundle.patch_size)
+        x = torch.zeros((1, 8, *P))
+        try:
+            with torch.inference_mode():
+                traced = torch.jit.trace(self._net, x, check_trace=False)
+                fast = torch.jit.optimize_for_inference(torch.jit.freeze(traced))
+                fast(x)
+            self._fast = fast
+        except Exception as e:  # tracing is an optimisation only
+            logger.warning("network tracing failed (%s); using the plain network", e)
+
+    def wait_ready(self, timeout: Optional[float] = None) -> bool:
+        """Wait for the background optimisation (if any); True when the fast path is in use."""
+        if self._tracer is not None:
+            self._tracer.join(timeout)
+        return self._fast is not None
 
     @torch.inference_mode()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -81,10 +91,9 @@ class Runtime:
         if self.device.type == "cuda" and self.optimize:
             with torch.autocast("cuda", dtype=torch.float16):
                 return self._net(x)
-        if self.device.type == "cpu" and self.optimize:
-            fast = self._cpu_fast(x)
-            if fast is not None:
-                return fast(x)
+        fast = self._fast
+        if fast is not None:
+            return fast(x)
         return self._net(x)
 
     def normalise(self, array: np.ndarray) -> torch.Tensor:
