@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import warnings
 from os import PathLike
 from typing import Any, Optional, Union
 
@@ -71,7 +72,10 @@ class Runtime:
         P = tuple(self.bundle.patch_size)
         x = torch.zeros((1, 8, *P))
         try:
-            with torch.inference_mode():
+            with torch.inference_mode(), warnings.catch_warnings():
+                # torch marks jit as deprecated in favour of torch.compile, which is slower here
+                # (conv-bound network; compile costs tens of seconds on a small CPU)
+                warnings.simplefilter("ignore")
                 traced = torch.jit.trace(self._net, x, check_trace=False)
                 fast = torch.jit.optimize_for_inference(torch.jit.freeze(traced))
                 fast(x)
