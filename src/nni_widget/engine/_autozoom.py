@@ -8,7 +8,7 @@ written; the return value is the bounds of the region written.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
 import torch
@@ -41,7 +41,8 @@ class PredictContext:
     Attributes:
         forward: maps a (1, 8, *P) float32 input to (1, 2, *P) logits.
         image: (Z, Y, X) float32 normalised image on the compute device.
-        mask: (Z, Y, X) uint8 mask of the object on the compute device; written in place.
+        mask: (Z, Y, X) uint8 mask of the object on the compute device; only read (the writes are
+            returned in ``PredictStats.writes``).
         stamps: the object's prompt stamps, oldest first.
         intensity: current decay intensity (divided out of the prompt channels).
         patch_size: network patch size P (z, y, x).
@@ -68,6 +69,12 @@ class PredictStats:
     zoom_factors: list[float]
     refine_boxes: list[Bounds]
     written: Optional[Bounds] = None
+    writes: list = field(default_factory=list)  # (in-volume bounds, uint8 tensor), in order
+
+    def apply(self, mask: torch.Tensor) -> None:
+        """Write the predicted regions into ``mask`` (the session snapshots ``written`` first)."""
+        for bounds, values in self.writes:
+            mask[as_slices(bounds)] = values
 
 
 def _crop_padded(src: torch.Tensor, frame: Bounds, dtype=None) -> torch.Tensor:
@@ -150,7 +157,11 @@ def predict(
     zoom: float,
     force_full_refine: bool = False,
 ) -> PredictStats:
-    """Answer one prompt centred at ``center`` starting at zoom factor ``zoom``; writes ``ctx.mask``."""
+    """Answer one prompt centred at ``center`` starting at zoom factor ``zoom``.
+
+    Returns the stats with the regions to write (``writes``) and their hull (``written``); the mask
+    itself is not modified, so a caller can keep just that region for undo before applying them.
+    """
     zoom = min(MAX_ZOOM, zoom)
     stats = PredictStats(zoom_factors=[zoom], refine_boxes=[])
     x, scaled, frame, prev = build_input(ctx, center, zoom)
@@ -169,7 +180,7 @@ def predict(
     if zoom == 1:
         inside = clip(frame, ctx.shape)
         if inside is not None:
-            ctx.mask[as_slices(inside)] = pred[as_slices(to_local(inside, frame))]
+            stats.writes.append((inside, pred[as_slices(to_local(inside, frame))]))
         stats.written = inside
         return stats
 
@@ -177,7 +188,7 @@ def predict(
         pred = (F.interpolate(pred[None, None].float(), size=scaled, mode="trilinear")[0, 0] >= 0.5).to(torch.uint8)
     boxes = plan_refinement(ctx, pred, frame, center, force_full_refine)
     stats.refine_boxes = boxes
-    stats.written = refine(ctx, boxes, pred, frame)
+    stats.written, stats.writes = refine(ctx, boxes, pred, frame)
     return stats
 
 
@@ -206,8 +217,11 @@ def plan_refinement(
     return [[[lo + p[0], hi + p[0]] for (lo, hi), p in zip(b, planning)] for b in boxes]
 
 
-def refine(ctx: PredictContext, boxes: list[Bounds], coarse: torch.Tensor, frame: Bounds) -> Optional[Bounds]:
-    """Refine box by box at native resolution; commit only the refined boxes to the mask.
+def refine(ctx: PredictContext, boxes: list[Bounds], coarse: torch.Tensor, frame: Bounds):
+    """Refine box by box at native resolution; only the refined boxes are committed.
+
+    Returns:
+        (hull of the boxes clipped to the volume, [(in-volume box, uint8 values), ...]).
 
     A working copy over the union of the boxes holds the image and the interaction channels; its
     previous-segmentation channel is seeded with the coarse result so regions not yet refined see it,
@@ -227,9 +241,9 @@ def refine(ctx: PredictContext, boxes: list[Bounds], coarse: torch.Tensor, frame
         sl = as_slices(to_local(box, hull))
         x = torch.cat((img[sl][None], inter[(slice(None), *sl)]))
         inter[(PREV_SEG, *sl)] = _foreground(ctx, x).to(inter.dtype)
+    writes = []
     for box in boxes:
         inside = clip(box, ctx.shape)
-        if inside is None:
-            continue
-        ctx.mask[as_slices(inside)] = inter[(PREV_SEG, *as_slices(to_local(inside, hull)))].to(torch.uint8)
-    return clip(hull, ctx.shape)
+        if inside is not None:
+            writes.append((inside, inter[(PREV_SEG, *as_slices(to_local(inside, hull)))].to(torch.uint8)))
+    return clip(hull, ctx.shape), writes

@@ -81,17 +81,24 @@ class _Step:
     xor_bits: Optional[np.ndarray]
 
 
-def _packed_xor(before: np.ndarray, after: np.ndarray) -> tuple[np.ndarray, Optional[Bounds]]:
+_BIT_WEIGHTS: dict = {}
+
+
+def _packed_xor(before: torch.Tensor, after: torch.Tensor) -> tuple[np.ndarray, Optional[Bounds]]:
+    """Bit-packed (numpy.packbits order) XOR of two uint8 masks, packed on their device, and the
+    bounds of the voxels that differ."""
     diff = before != after
-    return np.packbits(diff, axis=None), (None if not diff.any() else _np_bounds(diff))
-
-
-def _np_bounds(m: np.ndarray) -> Bounds:
-    out = []
-    for d in range(3):
-        idx = np.flatnonzero(m.any(axis=tuple(a for a in range(3) if a != d)))
-        out.append([int(idx[0]), int(idx[-1]) + 1])
-    return out
+    changed = nonzero_bounds(diff)
+    flat = diff.flatten()
+    pad = (-flat.numel()) % 8
+    if pad:
+        flat = torch.cat([flat, flat.new_zeros(pad)])
+    w = _BIT_WEIGHTS.get(flat.device)
+    if w is None:
+        w = _BIT_WEIGHTS[flat.device] = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.uint8,
+                                                     device=flat.device)
+    bits = (flat.view(-1, 8).to(torch.uint8) * w).sum(1, dtype=torch.uint8)
+    return bits.cpu().numpy(), changed
 
 
 class Session:
@@ -312,7 +319,7 @@ class Session:
                 raise PromptError(f"initial mask has shape {m.shape}, the image has {self.shape}")
             new = torch.from_numpy((m != 0).astype(np.uint8)).to(self.device)
             before = obj.state()
-            old_mask = obj.mask.cpu().numpy().copy()
+            old_mask = obj.mask.clone()
             obj.mask.copy_(new)
             obj.stamps, obj.prompts, obj.intensity, obj.pending = (), (), 1.0, ()
             t0 = time.perf_counter()
@@ -322,7 +329,8 @@ class Session:
                 nb = nonzero_bounds(new)
                 if nb is not None:
                     stats = self._predict(obj, bounds_center(nb), initial_zoom(nb, self.model.patch_size), True)
-            bits, changed = _packed_xor(old_mask, obj.mask.cpu().numpy())
+                    stats.apply(obj.mask)
+            bits, changed = _packed_xor(old_mask, obj.mask)
             self._record(_Step(obj.id, before, obj.state(), written, bits))
             return self._finish(changed, written, stats, t0)
 
@@ -345,19 +353,18 @@ class Session:
             return self._finish(None, None, None, t0)
         center, zoom = obj.pending[-1]
         obj.pending = ()
-        snapshot = obj.mask.clone()  # the window we may write is unknown before the zoom settles
         try:
             stats = self._predict(obj, center, zoom)
         except Exception:
-            obj.mask.copy_(snapshot)
-            obj.restore(before)
+            obj.restore(before)  # the mask is untouched: predict only returns what to write
             raise
         written = stats.written
         bits, changed = None, None
         if written is not None:
             sl = as_slices(written)
-            old = snapshot[sl].cpu().numpy()
-            bits, changed_local = _packed_xor(old, obj.mask[sl].cpu().numpy())
+            old = obj.mask[sl].clone()
+            stats.apply(obj.mask)
+            bits, changed_local = _packed_xor(old, obj.mask[sl])
             if changed_local is not None:
                 changed = [[a + w[0], b + w[0]] for (a, b), w in zip(changed_local, written)]
         self._record(_Step(obj.id, before, obj.state(), written, bits))
