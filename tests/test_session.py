@@ -219,3 +219,14 @@ def test_session_needs_an_image(tiny_model):
     s = Session(tiny_model, device="cpu", optimize=False)
     with pytest.raises(SessionError, match="set_image"):
         s.add(Point((1, 1, 1)))
+
+
+def test_save_writes_the_label_map_on_the_input_grid(session, tmp_path):
+    import nibabel as nib
+
+    session.add(Point((20, 24, 22)))
+    session.new_object()
+    session.add(Point((8, 8, 8)))
+    out = session.save(tmp_path / "labels.nii.gz")
+    saved = np.asarray(nib.load(out).dataobj)
+    assert np.array_equal(saved.transpose(2, 1, 0), session.label_map())

@@ -195,6 +195,16 @@ class Session:
                 out[o.mask.cpu().numpy().astype(bool)] = i
             return out
 
+    def save(self, path: Union[str, PathLike], *, active_only: bool = False):
+        """Write the label map (or the active object's mask) as NIfTI on the input image's grid."""
+        from ..io import save_mask
+
+        with self._lock:
+            self._need_image()
+            data = self.mask if active_only else self.label_map()
+            dtype = np.uint8 if data.max(initial=0) < 256 else np.uint16
+            return save_mask(data.astype(dtype, copy=False), self.volume, path, dtype=dtype)
+
     # ----------------------------------------------------------------- image
     def set_image(self, image: Union[Volume, np.ndarray, str, PathLike], **load_kwargs) -> None:
         """Set the image (a Volume, a (Z, Y, X) array or a NIfTI path); clears all objects and history."""
