@@ -9,6 +9,7 @@ from __future__ import annotations
 from math import ceil, floor
 from typing import Optional, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -161,75 +162,93 @@ def cover_boxes(
     box_size: Sequence[int],
     margin: Optional[Sequence[int]] = None,
     max_depth: int = 3,
+    rng: Optional[np.random.RandomState] = None,
 ) -> list[Bounds]:
     """Greedy cover of the nonzero voxels of ``mask`` with boxes whose inner core counts.
 
-    Candidate centres lie on a grid over the object's bounds (about five per axis) and must themselves
-    be nonzero; each round takes the first candidate whose core (the box shrunk by ``margin`` on every
-    side, clipped to the mask) covers the most uncovered voxels. Candidates that become covered are
-    dropped. Whatever is left once the candidates run out is covered by the same procedure on the
-    remainder with a finer grid, and finally voxel by voxel (deterministic, unlike a random fallback).
+    Candidate centres lie on a grid over the object's bounds (about five per axis, halved while no
+    grid point falls on the object, at most ``max_depth`` times) and must themselves be nonzero;
+    each round takes the first candidate whose core (the box shrunk by ``margin`` on every side,
+    clipped to the mask) covers the most uncovered voxels, and candidates that become covered are
+    dropped. What the candidates leave uncovered is covered by sampling: 10 uncovered voxels are
+    drawn per box and the best is kept, until nothing is left. The draws come from ``rng`` (a fresh
+    ``RandomState(0)`` by default), so the result is deterministic; with that seed it reproduces the
+    official engine's boxes when its global numpy RNG is seeded with 0.
 
     Args:
         mask: (D, H, W) tensor, nonzero where refinement is wanted.
         box_size: refinement box edge per axis (the network patch size).
         margin: voxels at each side of a box that do not count as covered (default:
             :func:`refine_margin`).
-        max_depth: how often the grid may be refined before the last-resort cover.
+        max_depth: how often the grid may be refined before sampling takes over.
+        rng: source of the sampling draws.
 
     Returns:
         Boxes as half-open bounds in the mask's index space (they may extend past it), in the order
         they were chosen.
     """
+    margin = refine_margin(box_size) if margin is None else list(margin)
+    if any(2 * m >= b for m, b in zip(margin, box_size)):
+        raise ValueError(f"margin {list(margin)} leaves no core in boxes of {list(box_size)}")
+    rng = np.random.RandomState(0) if rng is None else rng
+    return _cover(mask, list(box_size), margin, None, max_depth, 0, rng)
+
+
+def _core(center: Sequence[int], box_size, margin, shape) -> list[list[int]]:
+    return [[max(0, c - b // 2 + m), min(s, c + (b - b // 2) - m)]
+            for c, b, m, s in zip(center, box_size, margin, shape)]
+
+
+def _box(center: Sequence[int], box_size) -> Bounds:
+    return [[c - b // 2, c + (b - b // 2)] for c, b in zip(center, box_size)]
+
+
+def _cover(mask, box_size, margin, stride, max_depth, depth, rng) -> list[Bounds]:
+    if not bool(mask.any()):
+        return []
+    if depth > max_depth:
+        return _sample_cover((mask != 0).to(torch.uint8), box_size, margin, 25, rng)
+    nb = nonzero_bounds(mask)
+    if stride is None:
+        stride = [max(1, round((hi - 1 - lo) / 4)) for lo, hi in nb]
+    axes = [torch.arange(lo, hi, st, device=mask.device) for (lo, hi), st in zip(nb, stride)]
+    grid = torch.cartesian_prod(*axes).reshape(-1, 3)
+    cands = grid[mask[grid[:, 0], grid[:, 1], grid[:, 2]] != 0]
+    if len(cands) == 0:
+        return _cover(mask, box_size, margin, [max(1, st // 2) for st in stride], max_depth, depth + 1, rng)
     shape = torch.tensor(mask.shape, device=mask.device)
     half = torch.tensor([b // 2 for b in box_size], device=mask.device)
     end = torch.tensor([b - b // 2 for b in box_size], device=mask.device)
-    margin = refine_margin(box_size) if margin is None else margin
-    if any(2 * m >= b for m, b in zip(margin, box_size)):
-        raise ValueError(f"margin {list(margin)} leaves no core in boxes of {list(box_size)}")
-    marg = torch.tensor(list(margin), device=mask.device)
+    marg = torch.tensor(margin, device=mask.device)
     uncovered = (mask != 0).to(torch.uint8)
     boxes: list[Bounds] = []
+    while len(cands) > 0 and bool(uncovered.any()):
+        lo = torch.clamp(cands - half + marg, min=0)
+        hi = torch.maximum(torch.minimum(cands + end - marg, shape), lo)
+        sums = _box_sums(_integral(uncovered), lo, hi)
+        best = int(torch.argmax(sums))  # first maximum wins
+        if int(sums[best]) == 0:
+            break
+        c = cands[best].tolist()
+        boxes.append(_box(c, box_size))
+        uncovered[as_slices(_core(c, box_size, margin, mask.shape))] = 0
+        cands = cands[uncovered[cands[:, 0], cands[:, 1], cands[:, 2]] != 0]
+    if bool(uncovered.any()):
+        boxes += _sample_cover(uncovered, box_size, margin, 10, rng)
+    return boxes
 
-    def add_box(center: torch.Tensor) -> None:
-        c = center.tolist()
-        boxes.append([[ci - h, ci + e] for ci, h, e in zip(c, half.tolist(), end.tolist())])
-        lo = torch.clamp(center - half + marg, min=0)
-        hi = torch.minimum(center + end - marg, shape)
-        uncovered[as_slices([[int(a), int(b)] for a, b in zip(lo.tolist(), hi.tolist())])] = 0
 
-    stride: Optional[list[int]] = None
-    depth = 0
+def _sample_cover(uncovered: torch.Tensor, box_size, margin, n_samples: int, rng) -> list[Bounds]:
+    """Cover what is left: per box, draw ``n_samples`` uncovered voxels and keep the best centre."""
+    boxes: list[Bounds] = []
     while bool(uncovered.any()):
-        nb = nonzero_bounds(uncovered)
-        assert nb is not None
-        if stride is None:
-            stride = [max(1, round((hi - 1 - lo) / 4)) for lo, hi in nb]
-        axes = [torch.arange(lo, hi, s, device=mask.device) for (lo, hi), s in zip(nb, stride)]
-        grid = torch.cartesian_prod(*axes).reshape(-1, 3)
-        cands = grid[uncovered[grid[:, 0], grid[:, 1], grid[:, 2]] != 0]
-        if len(cands) == 0:
-            depth += 1
-            if depth > max_depth:
-                # last resort: centre a box on the first uncovered voxel, repeat
-                add_box(torch.nonzero(uncovered)[0])
-                continue
-            stride = [max(1, s // 2) for s in stride]
-            continue
-        while len(cands) > 0:
-            integral = _integral(uncovered)
-            lo = torch.clamp(cands - half + marg, min=0)
-            hi = torch.minimum(torch.maximum(cands + end - marg, lo), shape)
-            sums = _box_sums(integral, lo, hi)
-            best = int(torch.argmax(sums))  # first maximum wins
-            if int(sums[best]) == 0:
-                break
-            add_box(cands[best])
-            cands = cands[uncovered[cands[:, 0], cands[:, 1], cands[:, 2]] != 0]
-        # remainder (if any) gets a fresh grid over what is left
-        stride = None
-        depth += 1
-        if depth > max_depth and bool(uncovered.any()):
-            while bool(uncovered.any()):
-                add_box(torch.nonzero(uncovered)[0])
+        idx = torch.nonzero(uncovered)
+        best, best_n = None, 0
+        for _ in range(n_samples):
+            c = idx[int(rng.choice(len(idx)))].tolist()
+            n = int(uncovered[as_slices(_core(c, box_size, margin, uncovered.shape))].sum())
+            if n > best_n:
+                best, best_n = c, n
+        boxes.append(_box(best, box_size))
+        uncovered[as_slices(_core(best, box_size, margin, uncovered.shape))] = 0
     return boxes
