@@ -1,0 +1,131 @@
+"""Tests of nni_widget.data: procedural phantoms, the bundled sample and the default model folder."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from nni_widget import data
+from nni_widget.data import PhantomObject, make_phantom
+
+KINDS = {"organ", "lesion", "tube", "touching", "shell", "blob", "ellipsoid"}
+
+
+def test_deterministic_and_seed_dependent():
+    a_img, a_lab = make_phantom(seed=3)
+    b_img, b_lab = make_phantom(seed=3)
+    _, c_lab = make_phantom(seed=4)
+    np.testing.assert_array_equal(a_img, b_img)
+    np.testing.assert_array_equal(a_lab, b_lab)
+    assert not np.array_equal(a_lab, c_lab)
+
+
+@pytest.mark.parametrize("shape", [(64, 96, 96), (40, 48, 56)])
+def test_shapes_dtypes_and_labels(shape):
+    img, lab, objects = make_phantom(shape, seed=1, return_info=True)
+    assert img.shape == lab.shape == shape
+    assert img.dtype == np.float32 and np.isfinite(img).all()
+    assert lab.dtype.kind == "i"
+    counts = np.bincount(lab.ravel())
+    assert len(counts) == len(objects) + 1
+    assert (counts[1:] > 0).all(), "every label must be present"
+    assert [o.label for o in objects] == list(range(1, len(objects) + 1))
+    assert all(isinstance(o, PhantomObject) and o.kind in KINDS for o in objects)
+
+
+def test_all_object_kinds_on_the_default_shape():
+    for seed in range(3):
+        _, _, objects = make_phantom(seed=seed, return_info=True)
+        assert {o.kind for o in objects} == KINDS
+        assert len(objects) >= 8
+
+
+def test_nested_lesion_lies_inside_its_organ():
+    for seed in range(8):
+        _, lab, objects = make_phantom(seed=seed, return_info=True)
+        for les in (o for o in objects if o.kind == "lesion"):
+            organ = next(o for o in objects if o.label == les.parent)
+            assert organ.kind == "organ"
+            ring = ndimage.binary_dilation(lab == les.label)
+            assert set(np.unique(lab[ring])) <= {les.label, organ.label}
+
+
+def test_touching_pair_shares_a_boundary_and_objects_stay_apart():
+    _, lab, objects = make_phantom(seed=2, return_info=True)
+    a, b = (o.label for o in objects if o.kind == "touching")
+    assert (ndimage.binary_dilation(lab == a) & (lab == b)).any()
+    blob = next(o.label for o in objects if o.kind == "ellipsoid")
+    neighbours = set(np.unique(lab[ndimage.binary_dilation(lab == blob)]))
+    assert neighbours == {0, blob}
+
+
+def test_intensity_ranges_by_modality():
+    ct, _ = make_phantom(seed=5, modality="ct")
+    mr, _ = make_phantom(seed=5, modality="mr")
+    assert ct.min() < -900 and ct.max() < 3000  # air around the body, Hounsfield-like
+    assert mr.min() >= 0 and mr.max() > 300  # magnitude image
+
+
+def test_objects_differ_from_background():
+    img, lab = make_phantom(seed=6, modality="mr")
+    body = ndimage.binary_erosion(img > 0.3 * np.percentile(img, 99)) & (lab == 0)
+    bg = np.median(img[body])
+    for k in range(1, lab.max() + 1):
+        assert abs(np.median(img[lab == k]) - bg) > 20
+
+
+def test_fast_enough():
+    make_phantom(seed=0)  # warm-up (imports, caches)
+    t0 = time.perf_counter()
+    make_phantom(seed=11)
+    assert time.perf_counter() - t0 < 3.0  # about 0.25 s alone; generous for shared CI machines
+
+
+def test_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="shape"):
+        make_phantom((8, 8))
+    with pytest.raises(ValueError, match="modality"):
+        make_phantom(modality="pet")
+
+
+def test_bundled_sample_loads_with_its_geometry():
+    vol = data.sample_volume()
+    lab = data.sample_labels()
+    assert vol.shape == data.SAMPLE_SHAPE == lab.shape
+    assert vol.spacing == pytest.approx(data.SAMPLE_SPACING)
+    ref_img, ref_lab = make_phantom(data.SAMPLE_SHAPE, data.SAMPLE_SEED, data.SAMPLE_SPACING, modality="ct")
+    np.testing.assert_array_equal(lab, ref_lab)
+    np.testing.assert_allclose(vol.array, np.clip(ref_img, -1024, 3071), atol=0.51)
+    for which in ("image", "labels"):
+        assert data.sample_path(which).stat().st_size < 1_000_000
+
+
+def test_write_sample_reproduces_the_bundled_files(tmp_path):
+    img_path, lab_path = data.write_sample(tmp_path)
+    from nni_widget.io import load_volume
+
+    np.testing.assert_array_equal(load_volume(img_path).array, data.sample_volume().array)
+    np.testing.assert_array_equal(load_volume(lab_path).array, data.sample_labels())
+
+
+def test_missing_resources_raise_file_not_found(monkeypatch):
+    with pytest.raises(FileNotFoundError, match="missing"):
+        data._resource("models", "no_such_model")
+    with pytest.raises(ValueError):
+        data.sample_path("mask")
+
+
+def test_default_model_folder_is_loadable():
+    try:
+        folder = data.default_model_folder()
+    except data.ResourceMissingError:
+        pytest.skip("the default model has not been trained into this checkout")
+    from nni_widget.model import load_model_folder
+
+    bundle = load_model_folder(folder)
+    assert bundle.licence_id == "Apache-2.0"
+    assert (folder / "config.json").is_file() and (folder / "train_log.csv").is_file()
+    assert sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) < 10_000_000
