@@ -10,7 +10,7 @@ Examples::
 Coordinates are voxel indices (z, y, x) of the canonically (RAS+) oriented volume, as everywhere
 in nni_widget. A box is ``z0:z1,y0:y1,x0:x1`` (half-open, one extent exactly 1); negative prompts
 use ``--negative-point`` / ``--negative-box``. With ``--sample`` and no prompt, one click is placed
-at the centre of the sample's first labelled object.
+at the centre of one labelled object of the sample and the Dice against its label is printed.
 """
 
 from __future__ import annotations
@@ -48,11 +48,12 @@ def _box(text: str) -> tuple[tuple[int, int], ...]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="nni-widget", description=__doc__.split("\n\n")[0])
-    p.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    p = argparse.ArgumentParser(prog="nni-widget", description=__doc__.split("\n\n")[0], parents=[common])
     sub = p.add_subparsers(dest="command", required=True)
 
-    seg = sub.add_parser("segment", help="segment one object from prompts and save the mask")
+    seg = sub.add_parser("segment", parents=[common], help="segment one object from prompts and save the mask")
     src = seg.add_mutually_exclusive_group(required=True)
     src.add_argument("--image", type=Path, help="input volume (.nii / .nii.gz)")
     src.add_argument("--sample", action="store_true", help="use the bundled sample volume")
@@ -66,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     seg.add_argument("--no-autozoom", action="store_true", help="disable AutoZoom")
     seg.add_argument("--out", type=Path, required=True, help="output mask (.nii.gz), on the input's grid")
 
-    info = sub.add_parser("info", help="show a model's settings and licence")
+    info = sub.add_parser("info", parents=[common], help="show a model's settings and licence")
     info.add_argument("--model", type=Path, default=None, help="checkpoint folder; default: the bundled model")
     return p
 
@@ -102,19 +103,27 @@ def _segment(args: argparse.Namespace) -> int:
     voxel_ml = float(np.prod(volume.spacing)) / 1000.0
     sys.stdout.write(f"wrote {out}: {int(mask.sum())} voxels ({mask.sum() * voxel_ml:.1f} ml) "
                      f"on a {volume.shape} grid\n")
+    if args.sample and not (args.point or args.box or args.negative_point or args.negative_box):
+        from .data import sample_labels
+
+        gt = np.asarray(sample_labels()) == SAMPLE_OBJECT
+        dice = 2 * float((gt & (mask > 0)).sum()) / max(float(gt.sum() + (mask > 0).sum()), 1.0)
+        sys.stdout.write(f"Dice against the sample's label {SAMPLE_OBJECT}: {dice:.3f}\n")
     return 0
 
 
+SAMPLE_OBJECT = 7  # an ellipsoid in the bundled phantom (see nni_widget.data.make_phantom)
+
+
 def _sample_click():
-    """A positive click at the deepest voxel of the bundled sample's first labelled object."""
+    """A positive click at the deepest voxel of one labelled object of the bundled sample."""
     from scipy.ndimage import distance_transform_edt
 
     from .data import sample_labels
     from .prompts import Point
 
     labels = np.asarray(sample_labels())
-    first = int(np.unique(labels[labels > 0])[0])
-    edt = distance_transform_edt(labels == first)
+    edt = distance_transform_edt(labels == SAMPLE_OBJECT)
     return Point(tuple(int(v) for v in np.unravel_index(int(np.argmax(edt)), edt.shape)), True)
 
 

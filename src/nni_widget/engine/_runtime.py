@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import warnings
+import weakref
 from os import PathLike
 from typing import Any, Optional, Union
 
@@ -12,6 +14,15 @@ import numpy as np
 import torch
 
 logger = logging.getLogger(__name__)
+
+_TRACERS: "weakref.WeakSet[threading.Thread]" = weakref.WeakSet()
+
+
+@atexit.register
+def _join_tracers() -> None:
+    # a tracing thread still inside torch when the interpreter exits aborts the process
+    for t in list(_TRACERS):
+        t.join()
 
 
 def pick_device(device: Union[str, torch.device, None] = None) -> torch.device:
@@ -66,6 +77,7 @@ class Runtime:
         if self.device.type == "cpu" and optimize:
             # tracing takes seconds: do it in the background; prompts use the plain network until then
             self._tracer = threading.Thread(target=self._build_fast, name="nni-trace", daemon=True)
+            _TRACERS.add(self._tracer)
             self._tracer.start()
 
     def _build_fast(self) -> None:

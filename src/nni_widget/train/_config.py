@@ -1,0 +1,167 @@
+"""Training configuration: one dataclass, saved as JSON beside every checkpoint.
+
+Variants of the trainer are configurations, not subclasses: a run is fully described by its
+``config.json`` (network size, data, prompts, schedule, seed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+__all__ = ["PROMPT_KINDS", "TrainConfig"]
+
+PROMPT_KINDS = ("point", "box", "scribble", "lasso")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on.
+
+    Attributes:
+        features: channels per network stage.
+        blocks: residual blocks per encoder stage.
+        patch_size: network patch ``(z, y, x)``; each edge divisible by ``2 ** (len(features) - 1)``.
+        train_patch_size: window the loss sees (default ``patch_size``); smaller is cheaper. The
+            window is still centred on the newest prompt and zoomed by the engine's rule for
+            ``patch_size``, i.e. it is the centre of what the engine would feed the network.
+        steps: optimiser steps in total.
+        time_limit_s: stop after this much training time (0: no limit); when set, the learning-rate
+            and follow-up schedules run on whichever of steps and time is further along.
+        batch_size: patches per step.
+        optimizer: ``"adamw"`` or ``"sgd"`` (nesterov, momentum 0.99, as nnU-Net).
+        lr: peak learning rate (poly decay to 0 after ``warmup_steps`` of linear warm-up).
+        weight_decay: optimiser weight decay.
+        deep_supervision: add losses at lower decoder resolutions (weights 1, 1/2, 1/4, ...).
+        grad_clip: gradient norm clip (0 disables).
+        seed: seeds phantoms, sampling and weight initialisation.
+        phantom_shapes: phantom shapes ``(z, y, x)`` to draw from.
+        phantom_spacings: phantom spacings ``(dz, dy, dx)`` mm to draw from (the model never sees
+            spacing; it changes object anisotropy in voxel space).
+        n_phantoms: size of the in-memory phantom pool.
+        refresh_every: replace one pool phantom every this many steps (0: never).
+        prompt_kinds / prompt_probs: initial (and corrective) prompt types and their probabilities.
+        followup_start / followup_end: probability of continuing a sample with another (corrective)
+            round, ramped linearly over training (DESIGN §4).
+        max_rounds: cap on prompts per sample.
+        interaction_decay: factor by which each new prompt weakens older ones (saved with the model).
+        point_radius: ball radius of point prompts (voxels).
+        merge_nested_p: probability of training on an organ together with its lesion (ambiguity).
+        extra_zoom_p: probability of a window larger than the engine's initial zoom (as after AutoZoom
+            grows it), up to ``x 1.6``.
+        transpose_p / flip_p / invert_p: augmentations (axis transpose, flips, intensity inversion).
+        log_every / checkpoint_every: CSV log and resumable-checkpoint periods (steps).
+        num_threads: torch CPU threads (0 leaves torch's default).
+        device: ``"cpu"``, ``"cuda"``, ... (``"auto"``: cuda when available).
+    """
+
+    features: tuple[int, ...] = (8, 16, 32, 64, 64)
+    blocks: tuple[int, ...] = (1, 1, 2, 2, 2)
+    patch_size: tuple[int, int, int] = (64, 64, 64)
+    train_patch_size: tuple[int, int, int] | None = None
+    steps: int = 1000
+    time_limit_s: float = 0.0
+    batch_size: int = 2
+    optimizer: str = "adamw"
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 30
+    deep_supervision: bool = True
+    grad_clip: float = 12.0
+    seed: int = 0
+    phantom_shapes: tuple[tuple[int, int, int], ...] = ((64, 96, 96), (56, 80, 96), (72, 96, 80))
+    phantom_spacings: tuple[tuple[float, float, float], ...] = (
+        (2.0, 1.0, 1.0),
+        (1.0, 1.0, 1.0),
+        (3.0, 0.8, 0.8),
+    )
+    n_phantoms: int = 48
+    refresh_every: int = 8
+    prompt_kinds: tuple[str, ...] = PROMPT_KINDS
+    prompt_probs: tuple[float, ...] = (0.4, 0.25, 0.15, 0.2)
+    followup_start: float = 0.3
+    followup_end: float = 0.75
+    max_rounds: int = 3
+    interaction_decay: float = 0.9
+    point_radius: int = 4
+    merge_nested_p: float = 0.15
+    extra_zoom_p: float = 0.25
+    transpose_p: float = 0.5
+    flip_p: float = 0.5
+    invert_p: float = 0.1
+    log_every: int = 10
+    checkpoint_every: int = 100
+    num_threads: int = 1
+    device: str = "auto"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.features = tuple(int(f) for f in self.features)
+        self.blocks = tuple(int(b) for b in self.blocks)
+        self.patch_size = tuple(int(p) for p in self.patch_size)  # type: ignore[assignment]
+        if self.train_patch_size is not None:
+            self.train_patch_size = tuple(int(p) for p in self.train_patch_size)  # type: ignore[assignment]
+        self.phantom_shapes = tuple(tuple(int(s) for s in sh) for sh in self.phantom_shapes)  # type: ignore[assignment]
+        self.phantom_spacings = tuple(tuple(float(s) for s in sp) for sp in self.phantom_spacings)  # type: ignore[assignment]
+        self.prompt_kinds = tuple(str(k) for k in self.prompt_kinds)
+        self.prompt_probs = tuple(float(p) for p in self.prompt_probs)
+        if len(self.blocks) != len(self.features):
+            raise ValueError(f"blocks {self.blocks} needs one entry per stage of features {self.features}")
+        stride = 2 ** (len(self.features) - 1)
+        for name in ("patch_size", "train_patch_size"):
+            edges = getattr(self, name)
+            if edges is not None and (len(edges) != 3 or any(p % stride for p in edges)):
+                raise ValueError(f"{name} {edges} must be 3 edges divisible by {stride}")
+        unknown = set(self.prompt_kinds) - set(PROMPT_KINDS)
+        if unknown or len(self.prompt_probs) != len(self.prompt_kinds) or sum(self.prompt_probs) <= 0:
+            raise ValueError(
+                f"prompt_kinds {self.prompt_kinds} / prompt_probs {self.prompt_probs} are invalid"
+            )
+        if self.optimizer not in ("adamw", "sgd"):
+            raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {self.optimizer!r}")
+        if not 0 < self.interaction_decay <= 1:
+            raise ValueError(f"interaction_decay must be in (0, 1], got {self.interaction_decay}")
+        if self.steps < 1 or self.batch_size < 1 or self.max_rounds < 1:
+            raise ValueError("steps, batch_size and max_rounds must be positive")
+
+    @property
+    def loss_patch(self) -> tuple[int, int, int]:
+        """Edges of the training window (``train_patch_size`` or ``patch_size``)."""
+        return self.train_patch_size or self.patch_size  # type: ignore[return-value]
+
+    def followup_probability(self, progress: float) -> float:
+        """Probability of another interaction round when ``progress`` (0..1) of the run is done."""
+        t = min(1.0, max(0.0, progress))
+        return self.followup_start + t * (self.followup_end - self.followup_start)
+
+    def plans(self) -> dict[str, Any]:
+        """nnU-Net plans for the network this configuration trains."""
+        from nni_widget.model import make_plans
+
+        return make_plans(self.features, self.blocks, self.patch_size, batch_size=self.batch_size)
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(asdict(self)))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown TrainConfig keys {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**data)
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> TrainConfig:
+        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))

@@ -1,0 +1,255 @@
+"""Training samples: phantoms, engine-identical prompt encoding, and simulated interaction rounds.
+
+The network input is built the way the engine builds it (DESIGN §2-3): prompts become stamps
+(``make_stamp``) written at a running decay intensity and replayed into the window (``paint``); the
+window is centred on the newest prompt and, for a 2D prompt larger than the patch, zoomed out with the
+engine's initial-zoom rule (image trilinear, point/scribble channels max-filtered then area-averaged,
+box/lasso and previous segmentation area-averaged).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from nni_widget.data import make_phantom
+from nni_widget.engine._geometry import (
+    as_slices,
+    bounds_center,
+    clip,
+    initial_zoom,
+    round_to_nearest_odd,
+    to_local,
+    window,
+)
+from nni_widget.engine._stamps import N_INTERACTION_CHANNELS, PREV_SEG, THIN_CHANNELS, make_stamp, paint
+from nni_widget.prompts import Point, Prompt
+from nni_widget.train._config import TrainConfig
+from nni_widget.train._prompts import sample_prompt
+
+__all__ = ["Interaction", "PhantomPool", "Sample", "build_input", "make_sample", "zscore"]
+
+MAX_ZOOM = 4.0
+
+
+def zscore(image: np.ndarray) -> np.ndarray:
+    """Engine preprocessing: mean and unbiased std inside the bounding box of the nonzero voxels,
+    applied to the whole volume. Returns float32 ``(z, y, x)``."""
+    img = np.asarray(image, dtype=np.float32)
+    nz = img != 0
+    if nz.any():
+        sl = tuple(
+            slice(int(i[0]), int(i[-1]) + 1)
+            for i in (np.flatnonzero(nz.any(axis=tuple(a for a in range(3) if a != d))) for d in range(3))
+        )
+        region = img[sl]
+    else:
+        region = img
+    mean = float(region.mean(dtype=np.float64))
+    std = float(region.std(dtype=np.float64, ddof=1)) if region.size > 1 else 1.0
+    return ((img - mean) / max(std, 1e-8)).astype(np.float32)
+
+
+def crop_padded(vol: torch.Tensor, frame) -> torch.Tensor:
+    """``vol[frame]`` with zeros wherever the frame leaves the volume."""
+    out = torch.zeros([hi - lo for lo, hi in frame], dtype=vol.dtype)
+    inside = clip(frame, vol.shape)
+    if inside is not None:
+        out[as_slices(to_local(inside, frame))] = vol[as_slices(inside)]
+    return out
+
+
+@dataclass
+class Interaction:
+    """One object's prompts as engine stamps, its decay intensity and its committed mask.
+
+    Attributes:
+        shape: volume shape ``(z, y, x)``.
+        decay: interaction decay of the model being trained.
+        point_radius: radius of point balls.
+        patch_size: network patch (the initial zoom of a 2D prompt depends on it).
+        mask: committed ``(z, y, x)`` uint8 mask (the previous-segmentation channel).
+    """
+
+    shape: tuple[int, int, int]
+    decay: float = 0.9
+    point_radius: int = 4
+    patch_size: Sequence[int] = (64, 64, 64)
+    stamps: list = field(default_factory=list)
+    prompts: list = field(default_factory=list)
+    intensity: float = 1.0
+    mask: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.mask is None:
+            self.mask = torch.zeros(self.shape, dtype=torch.uint8)
+
+    def add(self, prompt: Prompt) -> tuple[list[int], float]:
+        """Add a prompt; returns the window centre and initial zoom the engine would use for it."""
+        self.intensity = self.intensity / self.decay if self.decay < 1 else self.intensity
+        stamp = make_stamp(prompt, self.shape, self.intensity, "cpu", self.point_radius)
+        self.stamps.append(stamp)
+        self.prompts.append(prompt)
+        if isinstance(prompt, Point):
+            return [round(v) for v in prompt.zyx], 1.0
+        return bounds_center(stamp.bounds), min(MAX_ZOOM, initial_zoom(stamp.bounds, self.patch_size))
+
+    def commit(self, pred: torch.Tensor, frame) -> None:
+        """Write a window prediction (bool, shaped like ``frame``) into the mask."""
+        inside = clip(frame, self.shape)
+        if inside is not None:
+            self.mask[as_slices(inside)] = pred[as_slices(to_local(inside, frame))].to(torch.uint8)
+
+
+def build_input(
+    image: torch.Tensor, inter: Interaction, center: Sequence[int], zoom: float, patch: Sequence[int]
+) -> tuple[torch.Tensor, list[list[int]], list[int]]:
+    """The ``(8, *patch)`` float32 network input for a window of ``round(patch * zoom)`` around ``center``.
+
+    Returns:
+        (input, window bounds in the volume, window size).
+    """
+    P = [int(p) for p in patch]
+    scaled = [round(p * zoom) for p in P]
+    frame = window(center, scaled)
+    chans = torch.zeros([N_INTERACTION_CHANNELS, *scaled], dtype=torch.float32)
+    chans[PREV_SEG] = crop_padded(inter.mask, frame).float()
+    buf = torch.zeros(scaled, dtype=torch.float16)
+    for ch in range(1, N_INTERACTION_CHANNELS):
+        buf.zero_()
+        if paint(buf, frame, inter.stamps, ch):
+            chans[ch] = buf.float() / inter.intensity
+    img = crop_padded(image, frame)
+    if scaled != P:
+        ks = round_to_nearest_odd(2 * zoom - 1)
+        if ks > 1:
+            thin = list(THIN_CHANNELS)
+            chans[thin] = F.max_pool3d(chans[thin][None], ks, stride=1, padding=ks // 2)[0]
+        chans = F.interpolate(chans[None], size=P, mode="area")[0]
+        img = F.interpolate(img[None, None], size=P, mode="trilinear")[0, 0]
+    return torch.cat((img[None], chans)), frame, scaled
+
+
+def window_target(gt: torch.Tensor, frame, scaled: Sequence[int], patch: Sequence[int]) -> torch.Tensor:
+    """Ground truth of the window at network resolution (uint8 ``patch``)."""
+    t = crop_padded(gt, frame)
+    if list(scaled) != [int(p) for p in patch]:
+        t = F.interpolate(t[None, None].float(), size=list(patch), mode="area")[0, 0] >= 0.5
+    return t.to(torch.uint8)
+
+
+def upsample_prediction(fg: torch.Tensor, scaled: Sequence[int]) -> torch.Tensor:
+    """A ``patch``-sized bool prediction back at window size (trilinear, threshold 0.5)."""
+    if list(fg.shape) == list(scaled):
+        return fg
+    return F.interpolate(fg[None, None].float(), size=list(scaled), mode="trilinear")[0, 0] >= 0.5
+
+
+class PhantomPool:
+    """An in-memory pool of z-scored, augmented phantoms, refreshed one at a time during training."""
+
+    def __init__(self, cfg: TrainConfig, rng: np.random.Generator):
+        self.cfg, self.rng = cfg, rng
+        self.items = [self._make() for _ in range(cfg.n_phantoms)]
+
+    def _make(self):
+        cfg, rng = self.cfg, self.rng
+        shape = cfg.phantom_shapes[rng.integers(len(cfg.phantom_shapes))]
+        spacing = cfg.phantom_spacings[rng.integers(len(cfg.phantom_spacings))]
+        image, labels, objects = make_phantom(shape, int(rng.integers(2**31)), spacing, return_info=True)
+        image = zscore(image)
+        if rng.random() < cfg.transpose_p:
+            perm = tuple(int(a) for a in rng.permutation(3))
+            image, labels = image.transpose(perm), labels.transpose(perm)
+        flips = tuple(a for a in range(3) if rng.random() < cfg.flip_p)
+        if flips:
+            image, labels = np.flip(image, flips), np.flip(labels, flips)
+        image = torch.from_numpy(np.ascontiguousarray(image))
+        labels = torch.from_numpy(np.ascontiguousarray(labels))
+        return image, labels, objects
+
+    def refresh(self) -> None:
+        self.items[int(self.rng.integers(len(self.items)))] = self._make()
+
+    def draw(self):
+        image, labels, objects = self.items[int(self.rng.integers(len(self.items)))]
+        if self.rng.random() < self.cfg.invert_p:
+            image = -image
+        return image, labels, objects
+
+
+@dataclass
+class Sample:
+    """One training sample: network input ``(8, *P)``, target ``(*P)`` uint8, and what made it."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    kinds: list[str]
+    rounds: int
+
+
+Predictor = Callable[[torch.Tensor], torch.Tensor]  # (8, *P) input -> (*P) bool foreground
+
+
+def choose_target(labels: torch.Tensor, objects, rng: np.random.Generator, merge_p: float) -> torch.Tensor:
+    """A random object's mask; an organ sometimes together with its lesion (ambiguity, DESIGN §4)."""
+    obj = objects[int(rng.integers(len(objects)))]
+    gt = labels == obj.label
+    children = [o.label for o in objects if o.parent == obj.label]
+    if children and rng.random() < merge_p:
+        for c in children:
+            gt |= labels == c
+    elif obj.parent and rng.random() < merge_p:
+        gt |= labels == obj.parent
+    return gt
+
+
+def make_sample(
+    pool: PhantomPool,
+    cfg: TrainConfig,
+    rng: np.random.Generator,
+    predict: Predictor | None,
+    p_followup: float,
+) -> Sample:
+    """Draw an object, simulate its first prompt and maybe corrective rounds, and encode the last one.
+
+    ``predict`` runs the current network (no gradient) on an input; corrective rounds feed its
+    committed prediction back as the previous segmentation and place the new prompt in the largest
+    error (``sample_prompt``); each further round happens with probability ``p_followup``.
+    """
+    image, labels, objects = pool.draw()
+    gt = choose_target(labels, objects, rng, cfg.merge_nested_p)
+    gt_np = gt.numpy()
+    inter = Interaction(tuple(image.shape), cfg.interaction_decay, cfg.point_radius, cfg.patch_size)
+    probs = np.asarray(cfg.prompt_probs) / sum(cfg.prompt_probs)
+
+    def new_prompt(pred):
+        kind = str(cfg.prompt_kinds[rng.choice(len(probs), p=probs)])
+        return sample_prompt(gt_np, pred, rng, kind)
+
+    prompt = new_prompt(None)
+    kinds = [prompt.kind]
+    center, zoom = inter.add(prompt)
+    while predict is not None and len(kinds) < cfg.max_rounds and rng.random() < p_followup:
+        zoom = _extra_zoom(zoom, cfg, rng)
+        x, frame, scaled = build_input(image, inter, center, zoom, cfg.loss_patch)
+        inter.commit(upsample_prediction(predict(x), scaled), frame)
+        prompt = new_prompt(inter.mask.numpy().astype(bool))
+        if prompt is None:
+            break
+        kinds.append(prompt.kind)
+        center, zoom = inter.add(prompt)
+    zoom = _extra_zoom(zoom, cfg, rng)
+    x, frame, scaled = build_input(image, inter, center, zoom, cfg.loss_patch)
+    return Sample(x, window_target(gt, frame, scaled, cfg.loss_patch), kinds, len(kinds))
+
+
+def _extra_zoom(zoom: float, cfg: TrainConfig, rng: np.random.Generator) -> float:
+    """Sometimes a wider window than the initial zoom, as AutoZoom grows it after a border change."""
+    if rng.random() < cfg.extra_zoom_p:
+        return min(MAX_ZOOM, zoom * float(rng.uniform(1.0, 1.6)))
+    return zoom

@@ -1,0 +1,128 @@
+"""A small held-out check: Dice after one prompt per prompt type, on phantoms the run never saw.
+
+It goes through ``nni_widget.engine.Session`` when the engine is importable (what users get), else
+through this package's own engine-identical encoding with a single coarse pass (no refinement).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from nni_widget.data import make_phantom
+from nni_widget.train._config import PROMPT_KINDS
+from nni_widget.train._data import Interaction, build_input, upsample_prediction, zscore
+from nni_widget.train._prompts import static_prompt
+
+__all__ = ["HELD_OUT_SEED", "evaluate_first_prompt"]
+
+HELD_OUT_SEED = 1_000_000  # training draws its phantom seeds at random below 2**31; collisions are negligible
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.astype(bool), b.astype(bool)
+    s = a.sum() + b.sum()
+    return 1.0 if s == 0 else float(2 * (a & b).sum() / s)
+
+
+class _OwnPredictor:
+    """One coarse pass of the model folder's network at the engine's window and zoom."""
+
+    def __init__(self, folder: str | os.PathLike[str]):
+        from nni_widget.model import load_model_folder
+
+        self.bundle = load_model_folder(folder)
+
+    @torch.no_grad()
+    def __call__(self, image: np.ndarray, prompt) -> np.ndarray:
+        b = self.bundle
+        inter = Interaction(image.shape, b.interaction_decay, b.point_radius, b.patch_size)
+        center, zoom = inter.add(prompt)
+        vol = torch.from_numpy(zscore(image))
+        x, frame, scaled = build_input(vol, inter, center, zoom, b.patch_size)
+        logits = b.network(x[None])[0]
+        inter.commit(upsample_prediction(logits[1] > logits[0], scaled), frame)
+        return inter.mask.numpy()
+
+
+class _EnginePredictor:
+    """The real engine: a fresh object per prompt."""
+
+    def __init__(self, folder: str | os.PathLike[str]):
+        from nni_widget.engine import Session
+
+        self.session = Session(model=folder, device="cpu")
+        self._image_id: int | None = None
+
+    def __call__(self, image: np.ndarray, prompt) -> np.ndarray:
+        if self._image_id != id(image):
+            self.session.set_image(image)
+            self._image_id = id(image)
+        obj = self.session.new_object()
+        self.session.add(prompt)
+        mask = np.asarray(self.session.mask)
+        self.session.delete_object(obj)
+        return mask
+
+
+def engine_available() -> bool:
+    try:
+        from nni_widget.engine import Session  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def evaluate_first_prompt(
+    model: str | os.PathLike[str],
+    *,
+    n_phantoms: int = 4,
+    seed: int = HELD_OUT_SEED,
+    kinds: Sequence[str] = PROMPT_KINDS,
+    shape: Sequence[int] = (64, 96, 96),
+    spacing: Sequence[float] = (2.0, 1.0, 1.0),
+    use_engine: bool | None = None,
+) -> dict[str, Any]:
+    """Mean Dice after a single prompt of each kind, over every object of held-out phantoms.
+
+    Args:
+        model: a model folder (official layout).
+        n_phantoms: phantoms ``make_phantom(shape, seed + i, spacing)``.
+        kinds: prompt kinds; prompts follow the static protocol (:func:`static_prompt`).
+        use_engine: force (True) or avoid (False) ``nni_widget.engine.Session``; None: when importable.
+
+    Returns:
+        ``{"dice": {kind: mean}, "dice_by_object_kind": {kind: {object kind: mean}}, "n_objects",
+        "seconds_per_prompt", "predictor"}``.
+    """
+    use_engine = engine_available() if use_engine is None else use_engine
+    predictor = _EnginePredictor(model) if use_engine else _OwnPredictor(model)
+    scores: dict[str, list[tuple[str, float]]] = {k: [] for k in kinds}
+    n_objects, seconds, n_prompts = 0, 0.0, 0
+    for i in range(n_phantoms):
+        image, labels, objects = make_phantom(shape, seed + i, spacing, return_info=True)
+        n_objects += len(objects)
+        for obj in objects:
+            gt = labels == obj.label
+            for kind in kinds:
+                t0 = time.perf_counter()
+                pred = predictor(image, static_prompt(gt, kind))
+                seconds += time.perf_counter() - t0
+                n_prompts += 1
+                scores[kind].append((obj.kind, dice(pred, gt)))
+    by_object = {
+        k: {ok: round(float(np.mean([d for o, d in v if o == ok])), 4) for ok in sorted({o for o, _ in v})}
+        for k, v in scores.items()
+    }
+    return {
+        "dice": {k: round(float(np.mean([d for _, d in v])), 4) for k, v in scores.items()},
+        "dice_by_object_kind": by_object,
+        "n_objects": n_objects,
+        "seconds_per_prompt": round(seconds / max(1, n_prompts), 4),
+        "predictor": "nni_widget.engine.Session" if use_engine else "nni_widget.train (single coarse pass)",
+    }

@@ -1,0 +1,304 @@
+"""The training loop: Dice + CE, AdamW/SGD with warm-up and poly decay, CSV log, resumable checkpoints.
+
+A run directory holds::
+
+    config.json              the TrainConfig (written first, read back on resume)
+    train_log.csv            step, loss, dice, ce, lr, followup_p, rounds, seconds
+    checkpoint_latest.pt     network, optimiser, step, elapsed time, RNG states (resumable)
+    model/                   the exported model folder (official layout; engine-loadable)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from nni_widget.model import build_network_from_plans, save_model_folder
+from nni_widget.train._config import TrainConfig
+from nni_widget.train._data import PhantomPool, make_sample
+
+__all__ = ["CONFIGURATION", "TRAINER_NAME", "dice_ce_loss", "train"]
+
+logger = logging.getLogger(__name__)
+
+CONFIGURATION = "3d_fullres"
+TRAINER_NAME = "nni_widget.train"
+CHECKPOINT = "checkpoint_latest.pt"
+LOG_FIELDS = ("step", "loss", "dice", "ce", "lr", "followup_p", "rounds", "seconds")
+
+
+def dice_ce_loss(
+    logits: torch.Tensor, target: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Soft Dice (per sample, foreground) plus cross-entropy.
+
+    Args:
+        logits: ``(B, 2, Z, Y, X)``.
+        target: ``(B, Z, Y, X)`` integer 0/1.
+
+    Returns:
+        (loss, mean soft Dice, cross-entropy).
+    """
+    target = target.long()
+    ce = F.cross_entropy(logits.float(), target)
+    prob = torch.softmax(logits.float(), 1)[:, 1]
+    t = target.float()
+    dims = tuple(range(1, prob.ndim))
+    dice = (2 * (prob * t).sum(dims) + 1e-5) / (prob.sum(dims) + t.sum(dims) + 1e-5)
+    return (1 - dice.mean()) + ce, dice.mean(), ce
+
+
+def _deep_loss(outputs, target: torch.Tensor):
+    """Loss over deep-supervision outputs, weights 1, 1/2, 1/4, ... (the coarsest gets 0, as nnU-Net)."""
+    if isinstance(outputs, torch.Tensor):
+        return dice_ce_loss(outputs, target)
+    weights = np.array([0.5**i for i in range(len(outputs))])
+    if len(weights) > 1:
+        weights[-1] = 0.0
+    weights /= weights.sum()
+    total, first = 0.0, None
+    for w, out in zip(weights, outputs):
+        if w == 0:
+            continue
+        t = (
+            target
+            if out.shape[2:] == target.shape[1:]
+            else (F.interpolate(target[:, None].float(), size=out.shape[2:], mode="nearest")[:, 0])
+        )
+        parts = dice_ce_loss(out, t)
+        total = total + float(w) * parts[0]
+        first = parts if first is None else first
+    return total, first[1], first[2]
+
+
+def _write_row(writer, step: int, acc: dict[str, list[float]], lr: float, p_follow: float, seconds: float):
+    row = {k: round(float(np.mean(v)), 5) for k, v in acc.items()}
+    writer.writerow(
+        {
+            "step": step,
+            **row,
+            "lr": f"{lr:.4g}",
+            "followup_p": round(p_follow, 4),
+            "seconds": round(seconds, 1),
+        }
+    )
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _progress(cfg: TrainConfig, step: int, elapsed: float) -> float:
+    """Fraction of the run done: by steps, or by time when a time limit is set and comes first."""
+    frac = step / cfg.steps
+    if cfg.time_limit_s > 0:
+        frac = max(frac, elapsed / cfg.time_limit_s)
+    return min(1.0, frac)
+
+
+def _lr(cfg: TrainConfig, step: int, frac: float) -> float:
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    return cfg.lr * (1.0 - frac) ** 0.9
+
+
+def _make_optimizer(cfg: TrainConfig, net: torch.nn.Module) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(
+            net.parameters(), lr=cfg.lr, momentum=0.99, nesterov=True, weight_decay=cfg.weight_decay
+        )
+    return torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def _save_checkpoint(path: Path, net, opt, step: int, elapsed: float, rng: np.random.Generator) -> None:
+    state = {
+        "network": net.state_dict(),
+        "optimizer": opt.state_dict(),
+        "step": step,
+        "elapsed": elapsed,
+        "numpy_rng": rng.bit_generator.state,
+        "torch_rng": torch.get_rng_state(),
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _load_checkpoint(path: Path, net, opt, rng: np.random.Generator, device) -> tuple[int, float]:
+    state = torch.load(path, map_location=device, weights_only=True)
+    net.load_state_dict(state["network"])
+    opt.load_state_dict(state["optimizer"])
+    rng.bit_generator.state = state["numpy_rng"]
+    torch.set_rng_state(state["torch_rng"].cpu())
+    return int(state["step"]), float(state["elapsed"])
+
+
+def build_network(cfg: TrainConfig, device: torch.device | str = "cpu"):
+    """The plans dict and a freshly initialised training network (deep supervision per ``cfg``).
+
+    The 1x1 output layers start small and biased toward background (the foreground prior is ~1%):
+    with He-initialised heads the first logits are O(1) everywhere and Adam, moving each weight by
+    about the learning rate per step, spends hundreds of steps just learning "mostly background".
+    """
+    plans = cfg.plans()
+    net = build_network_from_plans(plans, CONFIGURATION, deep_supervision=cfg.deep_supervision)
+    net.init_weights()
+    with torch.no_grad():
+        for head in net.decoder.seg_layers:
+            head.weight.mul_(0.1)
+            head.bias.copy_(torch.tensor([2.0, -2.0]))
+    return plans, net.to(device)
+
+
+def train(
+    cfg: TrainConfig,
+    out: str | os.PathLike[str],
+    *,
+    resume: bool = True,
+    progress: bool = True,
+    licence: str | None = None,
+    export: bool = True,
+) -> Path:
+    """Train a model on procedural phantoms and export it.
+
+    Args:
+        cfg: the configuration (saved to ``out/config.json``; on resume the saved one must match).
+        out: run directory (created).
+        resume: continue from ``out/checkpoint_latest.pt`` when present.
+        progress: show a tqdm progress bar.
+        licence: text of the exported model's LICENSE file (first line a licence id).
+        export: write the model folder ``out/model`` at the end.
+
+    Returns:
+        The exported model folder (or the run directory when ``export`` is False).
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path, log_path = out / CHECKPOINT, out / "train_log.csv"
+    resuming = resume and ckpt_path.is_file()
+    if resuming and (out / "config.json").is_file():
+        saved = TrainConfig.load(out / "config.json").to_dict()
+        changed = {k for k, v in cfg.to_dict().items() if saved.get(k) != v and k not in _RESUMABLE}
+        if changed:
+            raise ValueError(
+                f"{out} holds a run with a different config ({sorted(changed)}); use a new --out"
+            )
+    cfg.save(out / "config.json")
+    if cfg.num_threads > 0:
+        torch.set_num_threads(cfg.num_threads)
+    device = _device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    plans, net = build_network(cfg, device)
+    opt = _make_optimizer(cfg, net)
+    step, elapsed = 0, 0.0
+    if resuming:
+        step, elapsed = _load_checkpoint(ckpt_path, net, opt, rng, device)
+        logger.info("resumed %s at step %d", ckpt_path, step)
+    pool = PhantomPool(cfg, rng)
+
+    @torch.no_grad()
+    def predict(x: torch.Tensor) -> torch.Tensor:
+        o = net(x[None].to(device))
+        o = o[0] if isinstance(o, (list, tuple)) else o
+        return (o[0, 1] > o[0, 0]).cpu()
+
+    def train_step(p_follow: float) -> dict[str, float]:
+        samples = [make_sample(pool, cfg, rng, predict, p_follow) for _ in range(cfg.batch_size)]
+        x = torch.stack([s.x for s in samples]).to(device)
+        y = torch.stack([s.y for s in samples]).to(device)
+        loss, dice, ce = _deep_loss(net(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+        opt.step()
+        rounds = float(np.mean([s.rounds for s in samples]))
+        return {
+            "loss": float(loss.detach()),
+            "dice": float(dice.detach()),
+            "ce": float(ce.detach()),
+            "rounds": rounds,
+        }
+
+    new_log = not (resuming and log_path.is_file())
+    t_start = time.perf_counter() - elapsed
+    with contextlib.ExitStack() as stack:
+        log_file = stack.enter_context(open(log_path, "w" if new_log else "a", newline="", encoding="utf-8"))
+        writer = csv.DictWriter(log_file, LOG_FIELDS)
+        if new_log:
+            writer.writeheader()
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = stack.enter_context(
+                tqdm(total=cfg.steps, initial=step, desc="train", unit="step", dynamic_ncols=True)
+            )
+        acc: dict[str, list[float]] = {k: [] for k in ("loss", "dice", "ce", "rounds")}
+        lr, p_follow = cfg.lr, cfg.followup_start
+        while step < cfg.steps:
+            elapsed = time.perf_counter() - t_start
+            if cfg.time_limit_s > 0 and elapsed >= cfg.time_limit_s:
+                logger.info("time limit reached at step %d", step)
+                break
+            frac = _progress(cfg, step, elapsed)
+            lr, p_follow = _lr(cfg, step, frac), cfg.followup_probability(frac)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            for k, v in train_step(p_follow).items():
+                acc[k].append(v)
+            step += 1
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{np.mean(acc['loss'][-20:]):.3f}", lr=f"{lr:.2g}")
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                _write_row(writer, step, acc, lr, p_follow, time.perf_counter() - t_start)
+                log_file.flush()
+                acc = {k: [] for k in acc}
+            if step % cfg.checkpoint_every == 0:
+                _save_checkpoint(ckpt_path, net, opt, step, time.perf_counter() - t_start, rng)
+            if cfg.refresh_every and step % cfg.refresh_every == 0:
+                pool.refresh()
+        if acc["loss"]:  # steps since the last row (a time limit ended the run)
+            _write_row(writer, step, acc, lr, p_follow, time.perf_counter() - t_start)
+    elapsed = time.perf_counter() - t_start
+    _save_checkpoint(ckpt_path, net, opt, step, elapsed, rng)
+    if not export:
+        return out
+    net.deep_supervision = False
+    folder = save_model_folder(
+        net,
+        out / "model",
+        plans=plans,
+        configuration=CONFIGURATION,
+        interaction_decay=cfg.interaction_decay,
+        point_radius=cfg.point_radius,
+        trainer_name=TRAINER_NAME,
+        extra={"train_config": cfg.to_dict(), "steps": step, "seconds": round(elapsed, 1)},
+        licence=licence,
+        current_epoch=step,
+    ).parents[1]
+    logger.info("exported %s after %d steps (%.0f s)", folder, step, elapsed)
+    return folder
+
+
+# settings a resumed run may change (schedule length, logging, hardware)
+_RESUMABLE = {"steps", "time_limit_s", "log_every", "checkpoint_every", "num_threads", "device", "extra"}
+
+
+def read_log(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Rows of a ``train_log.csv`` with numeric values."""
+    with open(path, newline="", encoding="utf-8") as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]

@@ -1,0 +1,229 @@
+"""Tests of nni_widget.train: encoding, prompt simulation, loss, config, export and resume."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from nni_widget.engine._stamps import make_stamp, paint
+from nni_widget.model import load_model_folder
+from nni_widget.prompts import Box, Lasso, Point, Scribble
+from nni_widget.train import (
+    Interaction,
+    PhantomPool,
+    TrainConfig,
+    build_input,
+    build_network,
+    dice_ce_loss,
+    evaluate_first_prompt,
+    make_sample,
+    sample_prompt,
+    train,
+    zscore,
+)
+from nni_widget.train.__main__ import main as cli_main
+from nni_widget.train._prompts import static_prompt
+
+torch.set_num_threads(2)
+P = (32, 32, 32)
+T = (16, 16, 16)  # network patch of the tiny training runs
+TINY = {
+    "features": (4, 8),
+    "blocks": (1, 1),
+    "patch_size": T,
+    "n_phantoms": 2,
+    "phantom_shapes": ((32, 48, 48),),
+    "log_every": 1,
+    "checkpoint_every": 2,
+    "num_threads": 2,
+    "device": "cpu",
+}
+
+
+def _ball(shape=(40, 40, 40), c=(20, 20, 20), r=8):
+    g = np.indices(shape) - np.reshape(c, (3, 1, 1, 1))
+    return (g**2).sum(0) <= r * r
+
+
+# ---------------------------------------------------------------- encoding
+
+
+@pytest.mark.parametrize(
+    "prompt, channel",
+    [
+        (Point((20, 20, 20)), 4),
+        (Point((20, 20, 20), positive=False), 5),
+        (Box.on_slice(0, 20, (14, 14), (26, 26)), 2),
+        (Lasso.from_polygon(0, 20, [(14, 14), (14, 26), (26, 20)], positive=False), 3),
+        (Scribble.from_polyline(1, 20, [(15, 15), (25, 25)]), 6),
+    ],
+)
+def test_each_prompt_lands_in_its_channel(prompt, channel):
+    image = torch.randn(40, 40, 40)
+    inter = Interaction((40, 40, 40), 0.9, 4, P)
+    center, zoom = inter.add(prompt)
+    x, frame, _ = build_input(image, inter, center, zoom, P)
+    assert x.shape == (8, *P) and x.dtype == torch.float32
+    nonzero = [c for c in range(2, 8) if x[c].abs().sum() > 0]
+    assert nonzero == [channel]
+    assert float(x[channel].max()) == pytest.approx(1.0, abs=1e-3)  # the newest prompt reads 1
+    assert x[1].abs().sum() == 0  # no previous segmentation yet
+    if zoom == 1:
+        torch.testing.assert_close(x[0], image[tuple(slice(lo, hi) for lo, hi in frame)])
+
+
+def test_encoding_matches_engine_stamps_and_decay():
+    shape = (40, 40, 40)
+    inter = Interaction(shape, 0.8, 4, P)
+    first, second = Point((18, 20, 20)), Point((22, 20, 20))
+    inter.add(first)
+    center, zoom = inter.add(second)
+    assert zoom == 1.0 and center == [22, 20, 20]
+    x, frame, _ = build_input(torch.zeros(shape), inter, center, zoom, P)
+    # the same channel replayed from make_stamp/paint directly, newest prompt at 1, older at decay
+    stamps = [make_stamp(p, shape, w, "cpu", 4) for p, w in ((first, 1 / 0.8), (second, 1 / 0.64))]
+    buf = torch.zeros(P, dtype=torch.float16)
+    paint(buf, frame, stamps, 3)
+    torch.testing.assert_close(x[4], buf.float() / (1 / 0.64))
+    local = [c - f[0] for c, f in zip((18, 20, 20), frame)]
+    assert float(x[4][tuple(local)]) == pytest.approx(0.8, abs=2e-3)
+
+
+def test_previous_segmentation_and_zoomed_window():
+    shape = (48, 96, 96)
+    inter = Interaction(shape, 0.9, 4, P)
+    inter.mask[10:30, 20:70, 20:70] = 1
+    center, zoom = inter.add(Box.on_slice(0, 20, (20, 20), (69, 69)))
+    assert zoom > 1  # a 50-voxel box does not fit a 32-voxel patch with context
+    x, _, scaled = build_input(torch.randn(shape), inter, center, zoom, P)
+    assert x.shape == (8, *P) and scaled == [round(p * zoom) for p in P]
+    assert 0 < float(x[1].mean()) < 1 and float(x[1].max()) == 1.0
+    assert float(x[2].max()) > 0
+
+
+def test_zscore_uses_the_nonzero_bounding_box():
+    img = np.zeros((10, 10, 10), np.float32)
+    img[2:8, 2:8, 2:8] = np.arange(216, dtype=np.float32).reshape(6, 6, 6)
+    z = zscore(img)
+    inner = z[2:8, 2:8, 2:8]
+    assert abs(float(inner.mean())) < 1e-5 and float(inner.std(ddof=1)) == pytest.approx(1.0, rel=1e-5)
+    assert z[0, 0, 0] == pytest.approx(-inner.mean() - 107.5 / img[2:8, 2:8, 2:8].std(ddof=1), rel=1e-4)
+
+
+# ---------------------------------------------------------------- prompts
+
+
+@pytest.mark.parametrize("kind", ["point", "box", "scribble", "lasso"])
+def test_sample_prompt_first_and_corrective(kind):
+    rng = np.random.default_rng(0)
+    gt = _ball()
+    p = sample_prompt(gt, None, rng, kind)
+    assert p.kind == kind and p.positive
+    lo_hi = p.bounds()
+    assert all(0 <= lo < hi <= 40 for lo, hi in lo_hi)
+    if kind == "point":
+        assert gt[tuple(round(c) for c in p.zyx)]
+    # a prediction with a big false positive blob elsewhere: the correction is negative there
+    pred = gt | _ball(c=(8, 8, 30), r=6)
+    q = sample_prompt(gt, pred, rng, kind)
+    assert not q.positive
+    c = [round((lo + hi - 1) / 2) for lo, hi in q.bounds()]
+    assert c[0] < 16 and c[1] < 16
+    assert sample_prompt(gt, gt, rng, kind) is None  # nothing left to correct
+    s = static_prompt(gt, kind)
+    assert s.positive and (kind != "point" or tuple(s.zyx) == (20.0, 20.0, 20.0))
+
+
+def test_make_sample_shapes_and_rounds():
+    cfg = TrainConfig(**TINY, max_rounds=3)
+    rng = np.random.default_rng(1)
+    pool = PhantomPool(cfg, rng)
+    rounds = set()
+    for _ in range(6):
+        s = make_sample(pool, cfg, rng, lambda x: x[1] > 0.5, 1.0)
+        assert s.x.shape == (8, *T) and s.y.shape == T and s.y.dtype == torch.uint8
+        assert 1 <= s.rounds == len(s.kinds) <= 3
+        rounds.add(s.rounds)
+    assert max(rounds) > 1
+
+
+# ---------------------------------------------------------------- loss and training
+
+
+def test_loss_decreases_on_a_tiny_problem():
+    torch.manual_seed(0)
+    cfg = TrainConfig(**TINY, deep_supervision=False)
+    _, net = build_network(cfg)
+    rng = np.random.default_rng(0)
+    pool = PhantomPool(cfg, rng)
+    batch = [make_sample(pool, cfg, rng, None, 0.0) for _ in range(2)]
+    x, y = torch.stack([s.x for s in batch]), torch.stack([s.y for s in batch])
+    opt = torch.optim.AdamW(net.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(20):
+        loss = dice_ce_loss(net(x), y)[0]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.8 * losses[0]
+
+
+def test_dice_ce_loss_is_small_for_a_perfect_prediction():
+    y = torch.zeros(1, 8, 8, 8, dtype=torch.long)
+    y[0, 2:6, 2:6, 2:6] = 1
+    logits = torch.stack([(1 - y) * 20.0, y * 20.0], 1).float()
+    loss, dice, ce = dice_ce_loss(logits, y)
+    assert float(dice) > 0.999 and float(ce) < 1e-6 and float(loss) < 1e-3
+
+
+def test_config_json_round_trip(tmp_path):
+    cfg = TrainConfig(**TINY, lr=1e-3, prompt_kinds=("point", "box"), prompt_probs=(0.5, 0.5))
+    path = cfg.save(tmp_path / "config.json")
+    assert TrainConfig.load(path) == cfg
+    assert json.loads(path.read_text())["patch_size"] == list(T)
+    with pytest.raises(ValueError, match="unknown"):
+        TrainConfig.from_dict({"no_such_key": 1})
+    with pytest.raises(ValueError, match="divisible"):
+        TrainConfig(features=(4, 8, 16), blocks=(1, 1, 1), patch_size=(30, 32, 32))
+    with pytest.raises(ValueError, match="train_patch_size"):
+        TrainConfig(features=(4, 8), blocks=(1, 1), train_patch_size=(15, 16, 16))
+    assert TrainConfig(**{**TINY, "train_patch_size": (8, 8, 8)}).loss_patch == (8, 8, 8)
+    assert cfg.followup_probability(0.0) == 0.3 and cfg.followup_probability(1.0) == 0.75
+
+
+def test_train_export_load_and_resume(tmp_path):
+    cfg = TrainConfig(**TINY, steps=2, interaction_decay=0.85)
+    folder = train(cfg, tmp_path / "run", progress=False, licence="Apache-2.0\n\ntest")
+    bundle = load_model_folder(folder)
+    assert bundle.interaction_decay == pytest.approx(0.85) and bundle.licence_id == "Apache-2.0"
+    assert bundle.patch_size == T and bundle.extra["steps"] == 2
+    with torch.no_grad():
+        assert bundle.network(torch.zeros(1, 8, *T)).shape == (1, 2, *T)
+    # resume with a longer schedule: the step count continues, the log is appended
+    cfg4 = TrainConfig(**{**TINY, "steps": 4, "interaction_decay": 0.85})
+    train(cfg4, tmp_path / "run", progress=False)
+    ckpt = torch.load(tmp_path / "run" / "checkpoint_latest.pt", weights_only=True)
+    assert ckpt["step"] == 4
+    with open(tmp_path / "run" / "train_log.csv", newline="") as f:
+        steps = [int(r["step"]) for r in csv.DictReader(f)]
+    assert steps == [1, 2, 3, 4]
+    assert load_model_folder(tmp_path / "run" / "model").extra["steps"] == 4
+    result = evaluate_first_prompt(
+        folder, n_phantoms=1, kinds=("point",), shape=(32, 48, 48), use_engine=False
+    )
+    assert set(result["dice"]) == {"point"} and result["n_objects"] >= 5
+    assert all(0.0 <= d <= 1.0 for d in result["dice"].values())
+    with pytest.raises(ValueError, match="different config"):
+        train(TrainConfig(**{**TINY, "steps": 5, "lr": 0.1}), tmp_path / "run", progress=False)
+
+
+def test_cli(tmp_path):
+    cfg_path = TrainConfig(**TINY, steps=1).save(tmp_path / "cfg.json")
+    assert cli_main(["--config", str(cfg_path), "--out", str(tmp_path / "cli"), "--quiet"]) == 0
+    assert (tmp_path / "cli" / "model" / "fold_0" / "checkpoint_final.pth").is_file()
+    assert TrainConfig.load(tmp_path / "cli" / "config.json").steps == 1
