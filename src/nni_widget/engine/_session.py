@@ -342,7 +342,8 @@ class Session:
                     stats.apply(obj.mask)
             bits, changed = _packed_xor(old_mask, obj.mask)
             self._record(_Step(obj.id, before, obj.state(), written, bits))
-            return self._finish(changed, written, stats, t0)
+            # like the official engine, report the region the prediction wrote (if it ran)
+            return self._finish(changed, stats.written if stats else written, stats, t0)
 
     def reset_object(self) -> StepResult:
         """Clear the active object's prompts and mask (undoable)."""
