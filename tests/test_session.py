@@ -230,3 +230,18 @@ def test_save_writes_the_label_map_on_the_input_grid(session, tmp_path):
     out = session.save(tmp_path / "labels.nii.gz")
     saved = np.asarray(nib.load(out).dataobj)
     assert np.array_equal(saved.transpose(2, 1, 0), session.label_map())
+
+
+def test_precision_choices(tiny_model, blob_image):
+    with pytest.raises(ValueError, match="GPUs"):
+        Session(tiny_model, device="cpu", precision="float16")
+    with pytest.raises(ValueError, match="precision"):
+        Session(tiny_model, device="cpu", precision="int8")
+    masks = []
+    for precision in ("float32", "bfloat16"):
+        s = Session(tiny_model, device="cpu", precision=precision, optimize=False, autozoom=False)
+        s.set_image(blob_image)
+        s.add(Point((20, 24, 22)))
+        masks.append(s.mask.astype(bool))
+    a, b = masks
+    assert 2 * (a & b).sum() / max(a.sum() + b.sum(), 1) > 0.9  # bf16 flips only near-tie voxels

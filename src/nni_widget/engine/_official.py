@@ -35,6 +35,8 @@ class nnInteractiveInferenceSession:  # noqa: N801 - the official class name, on
         do_autozoom: enable AutoZoom.
         interactions_storage: accepted for compatibility (prompts are always stored sparsely here).
         enable_undo: keep undo history (here: many levels, not one).
+        optimize: nni_widget only: the faster CPU path (traced network); see ``Session``.
+        precision: nni_widget only: ``"float32"``, ``"float16"`` or ``"bfloat16"``; see ``Session``.
     """
 
     def __init__(
@@ -47,6 +49,7 @@ class nnInteractiveInferenceSession:  # noqa: N801 - the official class name, on
         interactions_storage: str = "auto",
         enable_undo: bool = True,
         optimize: bool = True,
+        precision: Optional[str] = None,
     ) -> None:
         if interactions_storage not in ("blosc2", "tensor", "auto"):
             raise ValueError(f"interactions_storage must be 'blosc2', 'tensor' or 'auto', got {interactions_storage!r}")
@@ -56,6 +59,7 @@ class nnInteractiveInferenceSession:  # noqa: N801 - the official class name, on
         self.do_autozoom = do_autozoom
         self.supports_undo = enable_undo
         self.optimize = optimize
+        self.precision = precision
         torch.set_num_threads(max(1, min(int(torch_n_threads), os.cpu_count() or 1)))
         self._session: Optional[Session] = None
         self.target_buffer: Union[np.ndarray, torch.Tensor, None] = None
@@ -75,7 +79,7 @@ class nnInteractiveInferenceSession:  # noqa: N801 - the official class name, on
         if self.use_torch_compile:
             bundle.network = torch.compile(bundle.network)
         self._session = Session(bundle, device=self.device, autozoom=self.do_autozoom, optimize=self.optimize,
-                                max_undo=200 if self.supports_undo else 0)
+                                precision=self.precision, max_undo=200 if self.supports_undo else 0)
         self.license = bundle.licence_id or "!!MISSING!!"
         self.interaction_decay = bundle.interaction_decay
         (logger.info if self.verbose else logger.debug)("model licence: %s", self.license)

@@ -111,6 +111,8 @@ class Session:
         autozoom: zoom out when the prediction reaches the window border (DESIGN §3).
         optimize: on the CPU, trace and freeze the network for faster inference (results equal to
             float rounding); on CUDA, run it in fp16 autocast. False runs the plain float32 network.
+        precision: ``"float32"``, ``"float16"`` (CUDA) or ``"bfloat16"``; None picks float16 on
+            CUDA (as the official engine) and float32 elsewhere. See ``Runtime``.
         max_undo: how many steps undo can go back.
 
     Example:
@@ -127,9 +129,10 @@ class Session:
         device: Union[str, torch.device, None] = None,
         autozoom: bool = True,
         optimize: bool = True,
+        precision: Optional[str] = None,
         max_undo: int = 200,
     ) -> None:
-        self.runtime = Runtime(resolve_model(model, device), optimize=optimize)
+        self.runtime = Runtime(resolve_model(model, device), optimize=optimize, precision=precision)
         self.autozoom = autozoom
         self.max_undo = int(max_undo)
         self.volume: Optional[Volume] = None
