@@ -239,7 +239,7 @@ def test_precision_choices(tiny_model, blob_image):
         Session(tiny_model, device="cpu", precision="int8")
     masks = []
     for precision in ("float32", "bfloat16"):
-        s = Session(tiny_model, device="cpu", precision=precision, optimize=False, autozoom=False)
+        s = Session(tiny_model, device="cpu", precision=precision, autozoom=False)
         s.set_image(blob_image)
         s.add(Point((20, 24, 22)))
         masks.append(s.mask.astype(bool))

@@ -86,6 +86,9 @@ class Runtime:
         self._net = bundle.network.eval()
         self._fast: Optional[torch.nn.Module] = None
         self._tracer: Optional[threading.Thread] = None
+        self._channels_last = self.device.type == "cpu" and precision == "bfloat16" and optimize
+        if self._channels_last:  # oneDNN's bf16 convolutions are about 2x faster channels-last
+            self._net = self._net.to(memory_format=torch.channels_last_3d)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         if self.device.type == "cpu" and optimize and precision == "float32":
@@ -119,6 +122,8 @@ class Runtime:
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(1, 8, *P) float32 input -> (1, 2, *P) logits."""
         if self.precision != "float32":
+            if self._channels_last:
+                x = x.contiguous(memory_format=torch.channels_last_3d)
             with torch.autocast(self.device.type, dtype=_PRECISIONS[self.precision]):
                 return self._net(x)
         fast = self._fast
