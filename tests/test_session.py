@@ -245,3 +245,14 @@ def test_precision_choices(tiny_model, blob_image):
         masks.append(s.mask.astype(bool))
     a, b = masks
     assert 2 * (a & b).sum() / max(a.sum() + b.sum(), 1) > 0.9  # bf16 flips only near-tie voxels
+
+
+def test_failed_initial_mask_refinement_keeps_the_object(session, monkeypatch):
+    session.add(Point((20, 24, 22)))
+    mask, prompts = session.mask, session.prompts
+    monkeypatch.setattr(session.runtime, "forward", lambda x: (_ for _ in ()).throw(RuntimeError("boom")))
+    init = np.zeros(session.shape, np.uint8)
+    init[5:10, 5:10, 5:10] = 1
+    with pytest.raises(RuntimeError, match="boom"):
+        session.set_initial_mask(init, run_prediction=True)
+    assert np.array_equal(session.mask, mask) and session.prompts == prompts

@@ -21,7 +21,7 @@ import torch
 from ..io import Volume, load_volume
 from ..prompts import Box, Lasso, Point, Prompt, PromptError, Scribble, VolumeMask
 from ._autozoom import PredictContext, PredictStats, predict
-from ._geometry import Bounds, as_slices, bounds_center, initial_zoom, nonzero_bounds
+from ._geometry import Bounds, as_slices, bounds_center, initial_zoom, nonzero_bounds, union
 from ._runtime import Runtime, resolve_model
 from ._stamps import FP16_MAX, RENORM_TARGET, Stamp, make_stamp
 
@@ -332,21 +332,38 @@ class Session:
                 raise PromptError(f"initial mask has shape {m.shape}, the image has {self.shape}")
             new = torch.from_numpy((m != 0).astype(np.uint8)).to(self.device)
             before = obj.state()
-            old_mask = obj.mask.clone()
-            obj.mask.copy_(new)
-            obj.stamps, obj.prompts, obj.intensity, obj.pending = (), (), 1.0, ()
             t0 = time.perf_counter()
-            written = [[0, s] for s in self.shape]
             stats = None
-            if run_prediction:
-                nb = nonzero_bounds(new)
-                if nb is not None:
+            nb = nonzero_bounds(new)
+            if run_prediction and nb is not None:
+                # predict against the new mask, then keep only what differs from the old one
+                old_full = obj.mask.clone()
+                obj.mask.copy_(new)
+                obj.stamps, obj.prompts, obj.intensity, obj.pending = (), (), 1.0, ()
+                try:
                     stats = self._predict(obj, bounds_center(nb), initial_zoom(nb, self.model.patch_size), True)
-                    stats.apply(obj.mask)
-            bits, changed = _packed_xor(old_mask, obj.mask)
-            self._record(_Step(obj.id, before, obj.state(), written, bits))
+                except Exception:
+                    obj.mask.copy_(old_full)
+                    obj.restore(before)
+                    raise
+                stats.apply(obj.mask)
+                region = union(nonzero_bounds(old_full), nonzero_bounds(obj.mask))
+                old = old_full[as_slices(region)] if region is not None else None
+            else:
+                # only the part of the volume where either mask is set can change
+                region = union(nonzero_bounds(obj.mask), nb)
+                old = obj.mask[as_slices(region)].clone() if region is not None else None
+                obj.mask.copy_(new)
+                obj.stamps, obj.prompts, obj.intensity, obj.pending = (), (), 1.0, ()
+            bits, changed = None, None
+            if region is not None:
+                bits, local = _packed_xor(old, obj.mask[as_slices(region)])
+                if local is not None:
+                    changed = [[a + r[0], b + r[0]] for (a, b), r in zip(local, region)]
+            self._record(_Step(obj.id, before, obj.state(), region, bits))
             # like the official engine, report the region the prediction wrote (if it ran)
-            return self._finish(changed, stats.written if stats else written, stats, t0)
+            written = stats.written if stats else [[0, n] for n in self.shape]
+            return self._finish(changed, written, stats, t0)
 
     def reset_object(self) -> StepResult:
         """Clear the active object's prompts and mask (undoable)."""
