@@ -14,10 +14,17 @@ from pathlib import Path
 import numpy as np
 
 from nni_widget.data._phantom import PhantomObject, make_phantom
+from nni_widget.data._sources import SOURCES, DataFetchError, available_sources, data_cache_dir, fetch, load_real
 from nni_widget.io import Volume, load_volume, save_mask, save_volume
 
 __all__ = [
+    "SOURCES",
+    "DataFetchError",
     "PhantomObject",
+    "available_sources",
+    "data_cache_dir",
+    "fetch",
+    "load_real",
     "ResourceMissingError",
     "default_model_folder",
     "make_phantom",
