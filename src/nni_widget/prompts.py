@@ -43,6 +43,28 @@ def slice_axes(axis: int) -> tuple[int, int]:
     return tuple(a for a in range(3) if a != axis)  # type: ignore[return-value]
 
 
+MAX_COORD = 2**20  # far beyond any volume: larger numbers are a units mistake (mm for voxels?)
+MAX_SPAN = 2**14  # the largest slice extent a lasso or scribble may cover before clipping
+
+
+def _number(x, what: str) -> float:
+    """``x`` as a finite float within ``MAX_COORD``, else a PromptError naming ``what``."""
+    try:
+        v = float(x)
+    except (TypeError, ValueError) as e:
+        raise PromptError(f"{what} must be a number, got {x!r}") from e
+    if not np.isfinite(v) or abs(v) > MAX_COORD:
+        raise PromptError(f"{what} must be a finite voxel index (|value| <= {MAX_COORD}), got {x!r}")
+    return v
+
+
+def _check_span(lo: np.ndarray, hi: np.ndarray, what: str) -> None:
+    span = hi - lo
+    if (span > MAX_SPAN).any():
+        raise PromptError(f"{what} spans {span.tolist()} voxels; prompts are voxel indices of the slice "
+                          f"(at most {MAX_SPAN} apart) - were millimetres given instead?")
+
+
 def _check_shape(shape: Sequence[int]) -> tuple[int, int, int]:
     if len(shape) != 3:
         raise PromptError(f"volume shape must have 3 entries (z, y, x), got {tuple(shape)}")
@@ -80,9 +102,12 @@ class Box:
 
     def __post_init__(self) -> None:
         try:
-            bb = tuple((int(round(lo)), int(round(hi))) for lo, hi in self.bbox)
-        except (TypeError, ValueError) as e:
+            pairs = [tuple(b) for b in self.bbox]
+        except TypeError as e:
             raise PromptError(f"a box is [[z0, z1], [y0, y1], [x0, x1]], got {self.bbox!r}") from e
+        if len(pairs) != 3 or any(len(p) != 2 for p in pairs):
+            raise PromptError(f"a box needs [lo, hi] bounds for 3 axes (z, y, x), got {self.bbox!r}")
+        bb = tuple((int(round(_number(lo, "box bound"))), int(round(_number(hi, "box bound")))) for lo, hi in pairs)
         if len(bb) != 3:
             raise PromptError(f"a box needs bounds for 3 axes (z, y, x), got {self.bbox!r}")
         sizes = [hi - lo for lo, hi in bb]
@@ -105,9 +130,14 @@ class Box:
     ) -> Box:
         """A box drawn on slice ``index`` of ``axis`` between two (row, col) corners (inclusive)."""
         ra, ca = slice_axes(axis)
-        (r0, c0), (r1, c1) = corner0, corner1
+        index = int(round(_number(index, "slice index")))
+        try:
+            (r0, c0), (r1, c1) = corner0, corner1
+        except (TypeError, ValueError) as e:
+            raise PromptError(f"box corners must be two (row, col) pairs, got {corner0!r}, {corner1!r}") from e
+        r0, c0, r1, c1 = (_number(v, "box corner") for v in (r0, c0, r1, c1))
         bb: list[tuple[int, int]] = [(0, 0)] * 3
-        bb[axis] = (int(index), int(index) + 1)
+        bb[axis] = (index, index + 1)
         bb[ra] = (int(round(min(r0, r1))), int(round(max(r0, r1))) + 1)
         bb[ca] = (int(round(min(c0, c1))), int(round(max(c0, c1))) + 1)
         return cls(tuple(bb), positive)  # type: ignore[arg-type]
@@ -133,6 +163,7 @@ class _SliceMaskPrompt:
 
     def __post_init__(self) -> None:
         slice_axes(self.axis)
+        object.__setattr__(self, "index", int(round(_number(self.index, "slice index"))))
         m = np.asarray(self.mask)
         if m.ndim != 2:
             raise PromptError(f"{type(self).__name__} mask must be 2D (rows, cols), got shape {m.shape}")
@@ -220,8 +251,9 @@ class Lasso(_SliceMaskPrompt):
         v = np.asarray(vertices, dtype=float)
         if v.ndim != 2 or v.shape[1] != 2 or len(v) < 3:
             raise PromptError(f"a lasso needs at least 3 (row, col) vertices, got shape {v.shape}")
-        if not np.isfinite(v).all():
-            raise PromptError("lasso vertices must be finite numbers")
+        if not np.isfinite(v).all() or (np.abs(v) > MAX_COORD).any():
+            raise PromptError(f"lasso vertices must be finite voxel coordinates (|value| <= {MAX_COORD})")
+        _check_span(v.min(0), v.max(0), "the lasso")
         lo = np.floor(v.min(0)).astype(int)
         hi = np.ceil(v.max(0)).astype(int) + 1
         mask = fill_polygon(v - lo, tuple(hi - lo))
@@ -246,8 +278,12 @@ class Scribble(_SliceMaskPrompt):
     ) -> Scribble:
         """Rasterise the (row, col) ``points`` as a connected stroke of the given width."""
         p = np.asarray(points, dtype=float).reshape(-1, 2)
-        if len(p) == 0 or not np.isfinite(p).all():
-            raise PromptError("a scribble needs at least one finite (row, col) point")
+        if len(p) == 0 or not np.isfinite(p).all() or (np.abs(p) > MAX_COORD).any():
+            raise PromptError(f"a scribble needs at least one finite (row, col) point (|value| <= {MAX_COORD})")
+        width = _number(width, "scribble width")
+        if not 0 <= width <= 256:  # 0 draws a one-voxel line
+            raise PromptError(f"scribble width must be in [0, 256] voxels, got {width}")
+        _check_span(p.min(0), p.max(0), "the scribble")
         pad = int(np.ceil(width / 2)) + 1
         lo = np.floor(p.min(0)).astype(int) - pad
         hi = np.ceil(p.max(0)).astype(int) + pad + 1

@@ -137,9 +137,14 @@ class Runtime:
         Returns the whole normalised (Z, Y, X) float32 image on the compute device. Computed on a
         leading-singleton view so the reductions run exactly as in the official engine.
         """
-        a = np.ascontiguousarray(array, dtype=np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):
+            a = np.ascontiguousarray(array, dtype=np.float32)
         if np.may_share_memory(a, array):
             a = a.copy()
+        src = np.asarray(array).dtype
+        if src.kind == "f" and src.itemsize > 4 and not np.isfinite(a).all():
+            raise ValueError("the image's values exceed the float32 range the model works in; "
+                             "rescale it first (for example divide by its maximum)")
         img = torch.from_numpy(a)[None]
         nz = img[0] != 0
         bounds = []

@@ -212,12 +212,12 @@ class Session:
     def set_image(self, image: Union[Volume, np.ndarray, str, PathLike], **load_kwargs) -> None:
         """Set the image (a Volume, a (Z, Y, X) array or a NIfTI path); clears all objects and history."""
         vol = load_volume(image, **load_kwargs)
+        normalised = self.runtime.normalise(vol.array)  # may refuse the image: nothing is lost then
         with self._lock:
-            self._image = None
             self._objects.clear()
             self._undo.clear()
             self._redo.clear()
-            self._image = self.runtime.normalise(vol.array)
+            self._image = normalised
             self.volume = vol
             self._next_id = 1
             self.new_object()
@@ -282,6 +282,11 @@ class Session:
         with self._lock:
             obj = self._obj()
             intensity = self._next_intensity(obj)
+            stamps = obj.stamps
+            if intensity > FP16_MAX:  # keep stored values inside fp16 range, relative weights unchanged
+                factor = RENORM_TARGET / intensity
+                stamps = tuple(s.scaled(factor) for s in stamps)
+                intensity = RENORM_TARGET
             stamp = make_stamp(prompt, self.shape, intensity, self.device, self.model.point_radius)
             if isinstance(prompt, Point):
                 center, zoom = [round(v) for v in prompt.zyx], 1.0
@@ -289,12 +294,6 @@ class Session:
                 center = bounds_center(stamp.bounds)
                 zoom = initial_zoom(stamp.bounds, self.model.patch_size)
             before = obj.state()
-            stamps = obj.stamps
-            if intensity > FP16_MAX:  # keep stored values inside fp16 range, relative weights unchanged
-                factor = RENORM_TARGET / intensity
-                stamps = tuple(s.scaled(factor) for s in stamps)
-                intensity = RENORM_TARGET
-                stamp = make_stamp(prompt, self.shape, intensity, self.device, self.model.point_radius)
             obj.stamps = stamps + (stamp,)
             obj.prompts = obj.prompts + (prompt,)
             obj.intensity = intensity
@@ -342,7 +341,7 @@ class Session:
                 obj.stamps, obj.prompts, obj.intensity, obj.pending = (), (), 1.0, ()
                 try:
                     stats = self._predict(obj, bounds_center(nb), initial_zoom(nb, self.model.patch_size), True)
-                except Exception:
+                except BaseException:  # an interrupted kernel too
                     obj.mask.copy_(old_full)
                     obj.restore(before)
                     raise
@@ -386,7 +385,7 @@ class Session:
         obj.pending = ()
         try:
             stats = self._predict(obj, center, zoom)
-        except Exception:
+        except BaseException:  # a kernel interrupt too: the prompt must not stay half-recorded
             obj.restore(before)  # the mask is untouched: predict only returns what to write
             raise
         written = stats.written
