@@ -1,0 +1,61 @@
+"""``python -m nni_widget.evaluate --suite quick --out DIR``: run a benchmark and write its tables."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+import time
+
+from nni_widget.evaluate._cases import SUITES, load_suite
+from nni_widget.evaluate._robot import PROMPT_KINDS
+from nni_widget.evaluate._runner import run_suite, write_results
+
+METHOD_NAMES = ("engine", "random_walker", "watershed")
+
+
+def make_methods(names, model=None):
+    """Build the peers named in ``names`` (see :data:`METHOD_NAMES`)."""
+    from nni_widget.evaluate._methods import EngineMethod, RandomWalkerMethod, WatershedMethod
+
+    factories = {"engine": lambda: EngineMethod(model), "random_walker": RandomWalkerMethod, "watershed": WatershedMethod}
+    unknown = set(names) - set(factories)
+    if unknown:
+        raise SystemExit(f"unknown method(s) {sorted(unknown)}; choose from {list(factories)}")
+    return [factories[n]() for n in names]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m nni_widget.evaluate", description=__doc__)
+    p.add_argument("--suite", default="quick", choices=sorted(SUITES))
+    p.add_argument("--out", required=True, help="folder for results.csv / results.json / results.md")
+    p.add_argument("--methods", default=",".join(METHOD_NAMES), help=f"comma list of {METHOD_NAMES}")
+    p.add_argument("--prompts", default=",".join(PROMPT_KINDS), help=f"comma list of {PROMPT_KINDS}")
+    p.add_argument("--model", default=None, help="checkpoint folder for the engine (default: bundled model)")
+    p.add_argument("--corrections", type=int, default=5, help="corrective clicks after the first prompt")
+    p.add_argument("--seed", type=int, default=0, help="tie-breaking seed of the robot user")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--no-progress", action="store_true")
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    import torch
+
+    torch.set_num_threads(a.threads)
+    t0 = time.perf_counter()
+    cases = load_suite(a.suite)
+    methods = make_methods([m for m in a.methods.split(",") if m], a.model)
+    kinds = [k for k in a.prompts.split(",") if k]
+    rows = run_suite(cases, methods, kinds, n_corrections=a.corrections, seed=a.seed, progress=not a.no_progress)
+    argv_used = sys.argv[1:] if argv is None else list(argv)
+    meta = {"suite": a.suite, "n_corrections": a.corrections, "seed": a.seed, "cases": [c.name for c in cases],
+            "methods": [m.name for m in methods], "command": "python -m nni_widget.evaluate " + shlex.join(argv_used),
+            "wall_seconds": time.perf_counter() - t0}
+    paths = write_results(rows, a.out, meta)
+    print(f"{len(rows)} runs on {len(cases)} cases in {meta['wall_seconds']:.0f} s; wrote "
+          + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
