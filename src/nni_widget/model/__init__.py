@@ -9,9 +9,9 @@ from nni_widget.model._checkpoint import (
     CheckpointError,
     ModelBundle,
     load_model_folder,
-    make_plans,
     save_model_folder,
 )
+from nni_widget.model._plans import make_plans
 from nni_widget.model._network import (
     NetworkConfigError,
     ResEncUNet,
