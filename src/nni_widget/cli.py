@@ -106,9 +106,10 @@ def _segment(args: argparse.Namespace) -> int:
     if args.sample and not (args.point or args.box or args.negative_point or args.negative_box):
         from .data import sample_labels
 
+        from .viz import dice
+
         gt = np.asarray(sample_labels()) == SAMPLE_OBJECT
-        dice = 2 * float((gt & (mask > 0)).sum()) / max(float(gt.sum() + (mask > 0).sum()), 1.0)
-        sys.stdout.write(f"Dice against the sample's label {SAMPLE_OBJECT}: {dice:.3f}\n")
+        sys.stdout.write(f"Dice against the sample's label {SAMPLE_OBJECT}: {dice(gt, mask):.3f}\n")
     return 0
 
 

@@ -435,27 +435,24 @@ class Session:
         region ^= torch.from_numpy(flip.astype(np.uint8)).to(region.device)
         return step.region
 
+    def _move(self, forward: bool) -> Optional[StepResult]:
+        with self._lock:  # delete_object may replace the lists: pick them under the lock
+            src, dst = (self._redo, self._undo) if forward else (self._undo, self._redo)
+            if not src:
+                return None
+            step = src.pop()
+            dst.append(step)
+            t0 = time.perf_counter()
+            region = self._apply(step, step.after if forward else step.before)
+            return self._finish(region, region, None, t0)
+
     def undo(self) -> Optional[StepResult]:
         """Undo the last step (of any object; that object becomes active). None if nothing to undo."""
-        with self._lock:
-            if not self._undo:
-                return None
-            step = self._undo.pop()
-            self._redo.append(step)
-            t0 = time.perf_counter()
-            region = self._apply(step, step.before)
-            return self._finish(region, region, None, t0)
+        return self._move(forward=False)
 
     def redo(self) -> Optional[StepResult]:
         """Redo the last undone step. None if nothing to redo."""
-        with self._lock:
-            if not self._redo:
-                return None
-            step = self._redo.pop()
-            self._undo.append(step)
-            t0 = time.perf_counter()
-            region = self._apply(step, step.after)
-            return self._finish(region, region, None, t0)
+        return self._move(forward=True)
 
     @property
     def can_undo(self) -> bool:

@@ -18,16 +18,11 @@ from nni_widget.data import make_phantom
 from nni_widget.train._config import PROMPT_KINDS
 from nni_widget.train._data import Interaction, build_input, upsample_prediction, zscore
 from nni_widget.train._prompts import static_prompt
+from nni_widget.viz import dice
 
 __all__ = ["HELD_OUT_SEED", "evaluate_first_prompt"]
 
 HELD_OUT_SEED = 1_000_000  # training draws its phantom seeds at random below 2**31; collisions are negligible
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a.astype(bool), b.astype(bool)
-    s = a.sum() + b.sum()
-    return 1.0 if s == 0 else float(2 * (a & b).sum() / s)
 
 
 class _OwnPredictor:
