@@ -198,6 +198,16 @@ class Session:
                 out[o.mask.cpu().numpy().astype(bool)] = i
             return out
 
+    def label_patch(self, bounds: Bounds, dtype=np.uint16) -> np.ndarray:
+        """The label map inside half-open (z, y, x) ``bounds`` only (what a viewer needs after a step)."""
+        with self._lock:
+            self._need_image()
+            sl = as_slices(bounds)
+            out = np.zeros([b - a for a, b in bounds], dtype=dtype)
+            for i, o in self._objects.items():
+                out[o.mask[sl].cpu().numpy().astype(bool)] = i
+            return out
+
     def save(self, path: Union[str, PathLike], *, active_only: bool = False):
         """Write the label map (or the active object's mask) as NIfTI on the input image's grid."""
         from ..io import save_mask
@@ -237,6 +247,46 @@ class Session:
             mask = torch.zeros(self._image.shape, dtype=torch.uint8, device=self.device)
             self._objects[i] = SegObject(i, name or f"object {i}", mask)
             self._active = i
+            return i
+
+    def restore_object(
+        self, mask: np.ndarray, prompts: Sequence[Prompt] = (), name: Optional[str] = None,
+        obj_id: Optional[int] = None,
+    ) -> int:
+        """Recreate an object from saved work: its prompts (re-encoded, decayed as before, not
+        predicted) and its mask, without an undo step; it becomes active. Returns its id.
+
+        Used to resume an autosaved annotation: the next prompt sees the same prompt channels and
+        previous segmentation as it would have in the session that saved them. ``obj_id`` keeps the
+        saved id (an existing object with that id may be replaced only if it is still empty).
+        """
+        with self._lock:
+            self._need_image()
+            m = np.asarray(mask)
+            if m.shape != self.shape:
+                raise SessionError(f"saved mask has shape {m.shape}, the image has {self.shape}")
+            if obj_id is None:
+                i = self.new_object(name)
+            else:
+                i = int(obj_id)
+                old = self._objects.get(i)
+                if old is not None and (old.prompts or bool(old.mask.any())):
+                    raise SessionError(f"object {i} already exists and is not empty")
+                self._objects[i] = SegObject(i, name or f"object {i}",
+                                             torch.zeros(self._image.shape, dtype=torch.uint8, device=self.device))
+                self._next_id = max(self._next_id, i + 1)
+                self._active = i
+            obj = self._objects[i]
+            try:
+                for p in prompts:
+                    self.add(p, run_prediction=False)
+            except BaseException:
+                del self._objects[i]
+                raise
+            obj.pending = ()
+            obj.mask.copy_(torch.from_numpy((m != 0).astype(np.uint8)).to(self.device))
+            self._undo = [s for s in self._undo if s.obj_id != i]
+            self._redo.clear()
             return i
 
     def select_object(self, obj_id: int) -> None:

@@ -1,0 +1,22 @@
+"""The notebook widget: ``Annotator`` (anywidget front-end in js/, engine in the kernel).
+
+``_codec`` and ``_protocol`` (the message formats) need numpy only; importing ``Annotator`` needs
+anywidget, and creating one without a session loads torch.
+"""
+
+from nni_widget.widget._annotator import PALETTE, Annotator
+from nni_widget.widget._autosave import AutosaveError
+from nni_widget.widget._codec import ImageQuantizer, decode, encode
+from nni_widget.widget._protocol import prompt_from_json, prompt_from_stroke, prompt_to_json
+
+__all__ = [
+    "Annotator",
+    "AutosaveError",
+    "ImageQuantizer",
+    "PALETTE",
+    "decode",
+    "encode",
+    "prompt_from_json",
+    "prompt_from_stroke",
+    "prompt_to_json",
+]

@@ -1,0 +1,291 @@
+"""The widget without a browser: codecs, the stroke protocol, the Annotator's Python API and its
+messages, errors, queued prompts, autosave and resume. (tests/browser/ drives it in Chromium.)"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from nni_widget.data import sample_labels, sample_volume
+from nni_widget.prompts import Box, Lasso, Point, PromptError, Scribble
+from nni_widget.widget import (
+    Annotator,
+    AutosaveError,
+    ImageQuantizer,
+    decode,
+    encode,
+    prompt_from_json,
+    prompt_from_stroke,
+    prompt_to_json,
+)
+
+SHAPE = (64, 96, 96)
+
+
+# ---------------------------------------------------------------------------- codec
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, np.float32])
+def test_codec_round_trip(dtype):
+    rng = np.random.default_rng(0)
+    a = (rng.random((5, 7, 3)) * 1000).astype(dtype)
+    header, buf = encode(a)
+    assert header["shape"] == [5, 7, 3] and header["dtype"] == np.dtype(dtype).name
+    np.testing.assert_array_equal(decode(header, buf), a)
+
+
+def test_codec_byte_shuffle_makes_label_patches_small():
+    labels = np.zeros((40, 60, 60), np.uint16)
+    labels[10:30, 20:40, 15:45] = 3
+    header, buf = encode(labels)
+    assert len(buf) < labels.nbytes / 100
+    with pytest.raises(ValueError):
+        decode({**header, "shape": [1, 2, 3]}, buf)
+    with pytest.raises(TypeError):
+        encode(np.zeros(3, np.int64))
+
+
+def test_quantizer_is_exact_for_ct_and_close_for_floats():
+    ct = np.array([[-1024, 0, 40, 3071]], np.int16)
+    q = ImageQuantizer.for_volume(ct)
+    assert q.scale == 1.0
+    np.testing.assert_array_equal(q.value(q.quantize(ct)), ct)
+    mr = np.linspace(0.0, 7.3, 1000, dtype=np.float32)
+    q = ImageQuantizer.for_volume(mr)
+    assert np.abs(q.value(q.quantize(mr)) - mr).max() <= 7.3 / 65535
+
+
+# ---------------------------------------------------------------------------- protocol
+def _msg(tool, points, axis=0, index=10, positive=True):
+    return {"kind": "prompt", "tool": tool, "axis": axis, "index": index, "points": points, "positive": positive}
+
+
+def test_strokes_become_prompts_on_the_right_slice():
+    p = prompt_from_stroke(_msg("point", [[20.4, 30.6]], axis=1, index=5), SHAPE)
+    assert isinstance(p, Point) and p.zyx == (20, 5, 31) and p.positive
+    b = prompt_from_stroke(_msg("box", [[50, 60], [40.2, 20.7]], axis=2, index=7, positive=False), SHAPE)
+    assert isinstance(b, Box) and b.bbox == ((40, 51), (21, 61), (7, 8)) and not b.positive
+    # a box dragged past the image border is clipped to the image
+    b = prompt_from_stroke(_msg("box", [[-5, -5], [200, 10]]), SHAPE)
+    assert b.bbox == ((10, 11), (0, 96), (0, 11))
+    lasso = prompt_from_stroke(_msg("lasso", [[10, 10], [10, 20], [20, 20], [20, 10]]), SHAPE)
+    assert isinstance(lasso, Lasso) and lasso.axis == 0 and lasso.index == 10 and lasso.mask.sum() >= 100
+    s = prompt_from_stroke(_msg("scribble", [[10, 10], [10, 30]]), SHAPE, scribble_width=2.0)
+    assert isinstance(s, Scribble) and s.bounds()[2][1] - s.bounds()[2][0] >= 21
+
+
+@pytest.mark.parametrize("msg,needle", [
+    (_msg("pen", [[1, 1]]), "unknown tool"),
+    (_msg("point", [[-3, 4]]), "outside"),
+    (_msg("point", [[3, 4]], index=64), "outside axis"),
+    (_msg("point", [[3, 4]], axis=3), "axis"),
+    (_msg("box", [[3, 4]]), "two corners"),
+    (_msg("box", [[-9, -9], [-5, -5]]), "outside the image"),
+    (_msg("lasso", [[3, 4], [5, 6]]), "at least 3"),
+    (_msg("scribble", []), "non-empty"),
+    (_msg("scribble", [[float("nan"), 1]]), "finite"),
+    ({"kind": "prompt", "tool": "point", "axis": "x", "index": 1, "points": [[1, 1]]}, "integer axis"),
+])
+def test_bad_strokes_are_refused_with_a_message(msg, needle):
+    with pytest.raises(PromptError, match=needle):
+        prompt_from_stroke(msg, SHAPE)
+
+
+def test_prompts_survive_json():
+    prompts = [Point((1, 2, 3), False), Box(((1, 2), (3, 9), (4, 8))),
+               Lasso.from_polygon(1, 4, [[1, 1], [1, 9], [7, 5]], False),
+               Scribble.from_polyline(2, 3, [[1, 1], [5, 8]])]
+    for p in prompts:
+        q = prompt_from_json(prompt_to_json(p))
+        assert type(q) is type(p) and q.positive == p.positive and q.bounds() == p.bounds()
+        if hasattr(p, "mask"):
+            np.testing.assert_array_equal(q.mask, p.mask)
+
+
+# ---------------------------------------------------------------------------- the Annotator
+class Recorder(Annotator):
+    """An Annotator whose messages to the browser are recorded instead of sent over a comm."""
+
+    def __init__(self, *args, **kwargs):
+        self.sent = []
+        super().__init__(*args, **kwargs)
+
+    def send(self, content, buffers=None):
+        self.sent.append((content, buffers))
+
+    def browser_labels(self):
+        """Rebuild the label map as a browser would from the 'labels' and 'patch' messages."""
+        out = np.zeros(self.volume.shape, np.uint16)
+        version = None
+        for content, buffers in self.sent:
+            if content["kind"] not in ("labels", "patch"):
+                continue
+            data = decode(content, buffers[0])
+            if content["kind"] == "labels":
+                out[:] = 0
+            elif version is not None:
+                assert content["version"] == version + 1, "patch versions must be consecutive"
+            version = content["version"]
+            out[tuple(slice(a, b) for a, b in content["bounds"])] = data
+        return out
+
+
+@pytest.fixture(scope="module")
+def volume():
+    return sample_volume()
+
+
+@pytest.fixture(scope="module")
+def truth():
+    return sample_labels()
+
+
+def _centre(truth, label):
+    return tuple(int(v) for v in np.argwhere(truth == label).mean(0).round())
+
+
+def test_annotator_python_api_and_messages(volume, truth):
+    ann = Recorder(volume)
+    ann._on_msg(ann, {"kind": "hello"}, [])
+    ann._on_msg(ann, {"kind": "slice", "axis": 1, "index": 40}, [])
+    content, buffers = ann.sent[-1]
+    assert content["kind"] == "slice"
+    img = ann._quant.value(decode(content, buffers[0]))
+    np.testing.assert_array_equal(img, volume.array[:, 40, :])
+    assert ann.meta["shape"] == list(SHAPE) and ann.meta["presets"]["soft tissue"] == [40.0, 400.0]
+
+    changes = []
+    ann.on_change(lambda a, info: changes.append(info))
+    c = _centre(truth, 1)
+    res = ann.add_point(c)
+    assert res.changed is not None and ann.label_map[c] == 1
+    np.testing.assert_array_equal(ann.browser_labels(), ann.label_map)
+    # a stroke message from the browser goes through the same queue
+    z, y, x = _centre(truth, 2)
+    ann._on_msg(ann, {"kind": "action", "name": "new"}, [])
+    ann._on_msg(ann, _msg("box", [[y - 6, x - 6], [y + 6, x + 6]], axis=0, index=z), [])
+    ann.wait()
+    assert ann.error == "" and [o["prompts"] for o in ann.objects] == [1, 1]
+    assert ann.position == [z, y, x]  # the crosshair follows the prompt
+    assert ann.label_map[z, y, x] == 2
+    np.testing.assert_array_equal(ann.browser_labels(), ann.label_map)
+    # undo / redo / rename / delete, from Python and as actions
+    ann.undo()
+    assert (ann.label_map == 2).sum() == 0 and ann.can_redo
+    ann._on_msg(ann, {"kind": "action", "name": "redo"}, [])
+    ann.wait()
+    assert (ann.label_map == 2).sum() > 0
+    ann._on_msg(ann, {"kind": "action", "name": "rename", "id": 2, "value": "kidney"}, [])
+    ann.wait()
+    assert ann.objects[1]["name"] == "kidney"
+    ann.delete_object(1)
+    assert (ann.label_map == 1).sum() == 0 and [o["id"] for o in ann.objects] == [2]
+    np.testing.assert_array_equal(ann.browser_labels(), ann.label_map)
+    assert [i["action"] for i in changes] == ["prompt", "prompt", "undo", "redo", "delete"]
+    ann.close()
+
+
+def test_bad_messages_and_failed_predictions_keep_the_session(volume, truth):
+    ann = Recorder(volume)
+    c = _centre(truth, 1)
+    ann.add_point(c)
+    before = ann.label_map
+    ann._on_msg(ann, _msg("point", [[-1, 5]]), [])
+    assert "outside" in ann.error
+    ann._on_msg(ann, {"kind": "nonsense"}, [])
+    assert "unknown message" in ann.error
+    ann._on_msg(ann, {"kind": "action", "name": "dismiss"}, [])
+    assert ann.error == ""
+
+    forward = ann.session.runtime.forward
+    ann.session.runtime.forward = lambda *a, **k: (_ for _ in ()).throw(RuntimeError("GPU fell off"))
+    with pytest.raises(RuntimeError, match="GPU fell off"):
+        ann.add_point(_centre(truth, 2))
+    assert "GPU fell off" in ann.error and not ann.busy
+    np.testing.assert_array_equal(ann.label_map, before)
+    assert len(ann.prompts()) == 1  # the failed prompt was not recorded
+    ann.session.runtime.forward = forward
+    ann.add_point(_centre(truth, 2))  # the worker is alive
+    assert len(ann.prompts()) == 2
+    ann.close()
+
+
+def test_prompts_sent_during_a_prediction_are_queued(volume, truth):
+    ann = Recorder(volume)
+    forward = ann.session.runtime.forward
+    gate = threading.Event()
+
+    def slow(*a, **k):
+        gate.wait(10)
+        return forward(*a, **k)
+
+    ann.session.runtime.forward = slow
+    z, y, x = _centre(truth, 1)
+    for dy in (0, 1, -1):
+        ann._on_msg(ann, _msg("point", [[y + dy, x]], axis=0, index=z), [])
+    time.sleep(0.2)
+    assert ann.busy and ann.queued >= 1
+    # slice requests are answered while the worker is stuck in a prediction
+    n = len(ann.sent)
+    ann._on_msg(ann, {"kind": "slice", "axis": 0, "index": 3}, [])
+    assert len(ann.sent) == n + 1 and ann.sent[-1][0]["kind"] == "slice"
+    gate.set()
+    ann.wait()
+    assert len(ann.prompts()) == 3 and not ann.busy and ann.queued == 0
+    ann.close()
+
+
+def test_autosave_and_resume_after_a_restart(volume, truth, tmp_path):
+    path = tmp_path / "work.nii.gz"
+    ann = Recorder(volume, autosave=path)
+    ann.add_point(_centre(truth, 1))
+    ann.new_object("second")
+    z, y, x = _centre(truth, 2)
+    ann.add_box(0, z, (y - 5, x - 5), (y + 5, x + 5))
+    ann.add_point((z, y + 3, x), positive=False)
+    labels, masks = ann.label_map, [ann.object_mask(i) for i in (1, 2)]
+    prompts = ann.prompts()
+    ann.close()
+    import nibabel as nib
+
+    on_disk = np.asarray(nib.load(path).dataobj)
+    np.testing.assert_array_equal(volume.mask_to_original(labels), on_disk)
+    # "restart the kernel": a new widget on the same image and autosave path resumes the work
+    again = Recorder(volume, autosave=path)
+    assert [o["name"] for o in again.objects] == ["object 1", "second"]
+    assert again.active_object == 2
+    np.testing.assert_array_equal(again.label_map, labels)
+    for i, m in zip((1, 2), masks):
+        np.testing.assert_array_equal(again.object_mask(i), m)
+    assert [type(p) for p in again.prompts()] == [type(p) for p in prompts]
+    assert not again.can_undo
+    # the next prompt behaves as it would have in the first session
+    twin = Recorder(volume)
+    twin.add_point(_centre(truth, 1))
+    twin.new_object("second")
+    twin.add_box(0, z, (y - 5, x - 5), (y + 5, x + 5))
+    twin.add_point((z, y + 3, x), positive=False)
+    twin.add_point((z, y, x + 2))
+    again.add_point((z, y, x + 2))
+    np.testing.assert_array_equal(again.object_mask(2), twin.object_mask(2))
+    again.close()
+    twin.close()
+    # another image's autosave is refused, not overwritten
+    other = sample_volume()
+    other = type(other)(other.array[:, :, :90].copy(), other.spacing, other.affine)
+    with pytest.raises(AutosaveError, match="another image"):
+        Recorder(other, autosave=path)
+
+
+def test_view_traits_are_validated(volume):
+    ann = Recorder(volume)
+    with pytest.raises(Exception, match="tool must be"):
+        ann.tool = "brush"
+    with pytest.raises(Exception, match="layout must be"):
+        ann.layout = "quad"
+    ann.position = [1000, -5, 3]
+    assert ann.position == [63, 0, 3]
+    ann.opacity = 7
+    assert ann.opacity == 1.0
+    ann.close()
