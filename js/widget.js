@@ -89,6 +89,7 @@ function render({ model, el: root }) {
     colors: null,
     views: [],
     elapsed: null,
+    timings: [], // per stroke: when it was sent and when its result was drawn (benchmarks read these)
   };
 
   host.requestSlice = (axis, index) => {
@@ -144,6 +145,7 @@ function render({ model, el: root }) {
     const msg = { kind: "prompt", tool: s.tool, positive: s.positive, axis: view.axis, index: s.index,
       points: s.points.map(([r, c]) => [Number(r.toFixed(3)), Number(c.toFixed(3))]) };
     view.pending.push(s);
+    host.timings.push({ sent: performance.now(), drawn: null });
     root.dataset.sent = String(Number(root.dataset.sent || 0) + 1);
     model.send(msg);
   };
@@ -386,6 +388,8 @@ function render({ model, el: root }) {
         host.store.paste(msg.bounds, data);
         root.dataset.labelVersion = String(host.labelVersion);
         host.redraw();
+        const open = host.timings.find((t) => t.drawn === null);
+        if (open) open.drawn = performance.now();
       }
     } catch (err) {
       errorText.textContent = `display error: ${err}`;

@@ -7,6 +7,7 @@ change), so the assertions are about what the kernel holds, not what the page be
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -64,15 +65,9 @@ def _need_browser() -> None:
     pytest.importorskip("jupyterlab", reason="the browser tests run the widget in JupyterLab")
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    """A JupyterLab server on a free port serving a fresh folder with the test notebook."""
-    _need_browser()
-    root = tmp_path_factory.mktemp("lab")
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(CELL_SETUP), nbformat.v4.new_code_cell(CELL_SECOND_VIEW)]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, root / "widget.ipynb")
+@contextlib.contextmanager
+def jupyterlab(root: Path):
+    """Run a JupyterLab server on a free port serving ``root``; yields its base URL."""
     port = _free_port()
     env = dict(os.environ, JUPYTER_CONFIG_DIR=str(root / ".cfg"), JUPYTER_RUNTIME_DIR=str(root / ".rt"),
                JUPYTERLAB_WORKSPACES_DIR=str(root / ".ws"), OMP_NUM_THREADS="1")
@@ -85,23 +80,43 @@ def lab(tmp_path_factory):
         cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/api/status?token={TOKEN}", timeout=2)
-            break
-        except OSError:
-            if proc.poll() is not None or time.time() > deadline:
-                log.flush()
-                raise RuntimeError("JupyterLab did not start:\n" + (root / "server.log").read_text()[-3000:]) from None
-            time.sleep(0.5)
-    yield {"url": url, "root": root}
-    proc.terminate()
     try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+        deadline = time.time() + 90
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/api/status?token={TOKEN}", timeout=2)
+                break
+            except OSError:
+                if proc.poll() is not None or time.time() > deadline:
+                    log.flush()
+                    raise RuntimeError("JupyterLab did not start:\n"
+                                       + (root / "server.log").read_text()[-3000:]) from None
+                time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def write_notebook(path: Path, cells: list[str]) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """A JupyterLab server serving a fresh folder with the test notebook."""
+    _need_browser()
+    root = tmp_path_factory.mktemp("lab")
+    write_notebook(root / "widget.ipynb", [CELL_SETUP, CELL_SECOND_VIEW])
+    with jupyterlab(root) as url:
+        yield {"url": url, "root": root}
 
 
 @pytest.fixture(scope="module")
@@ -125,8 +140,8 @@ class Notebook:
         page.on("console", lambda m: self.console.append(m.text))
 
     # ---------------------------------------------------------------- page
-    def open(self, url: str) -> None:
-        self.page.goto(f"{url}/lab/tree/widget.ipynb?token={TOKEN}")
+    def open(self, url: str, name: str = "widget.ipynb") -> None:
+        self.page.goto(f"{url}/lab/tree/{name}?token={TOKEN}")
         self.page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
 
     def run_all(self) -> None:

@@ -15,6 +15,7 @@ Window/level, colours, opacity and outlines are applied in the browser.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import queue
@@ -126,6 +127,9 @@ class Annotator(anywidget.AnyWidget):
     can_undo = t.Bool(False).tag(sync=True)
     can_redo = t.Bool(False).tag(sync=True)
     label_version = t.Int(0).tag(sync=True)
+    # what the last step cost: {"action", "seconds" (engine), "patch_bytes", "overhead_ms" (patch
+    # extraction, encoding and sending in the kernel)}
+    last_step = t.Dict().tag(sync=True)
     scribble_width = t.Float(2.0).tag(sync=True)
 
     def __init__(
@@ -354,7 +358,7 @@ class Annotator(anywidget.AnyWidget):
         self.status = (f"{kind}: {res.seconds * 1000:.0f} ms"
                        + (f", zoom {zoom:.2g}" if zoom > 1 else "")
                        + (f", {len(res.refine_boxes)} refinement boxes" if len(res.refine_boxes) > 1 else ""))
-        self._after_change("prompt", res.changed)
+        self._after_change("prompt", res.changed, res.seconds)
         return res
 
     def _do_history(self, forward: bool):
@@ -421,7 +425,9 @@ class Annotator(anywidget.AnyWidget):
             self.can_undo = s.can_undo
             self.can_redo = s.can_redo
 
-    def _after_change(self, action: str, changed: Optional[Bounds]) -> None:
+    def _after_change(self, action: str, changed: Optional[Bounds], seconds: float = 0.0) -> None:
+        t0 = time.perf_counter()
+        nbytes = 0
         if changed is not None:
             patch = self.session.label_patch(changed)
             with self._labels_lock:
@@ -429,8 +435,10 @@ class Annotator(anywidget.AnyWidget):
                     self._labels = self._labels.astype(np.uint16)
                 self._labels[tuple(slice(a, b) for a, b in changed)] = patch
                 version = self.label_version + 1
-                self._send_patch(changed, patch, version)
+                nbytes = self._send_patch(changed, patch, version)
                 self.label_version = version
+        self.last_step = {"action": action, "seconds": round(seconds, 4), "patch_bytes": nbytes,
+                          "overhead_ms": round((time.perf_counter() - t0) * 1000, 2)}
         self._sync_state()
         self._autosave_now()
         info = {"action": action, "object": self.session.active_object,
@@ -441,11 +449,13 @@ class Annotator(anywidget.AnyWidget):
             except Exception:
                 logger.exception("on_change callback failed")
 
-    def _send_patch(self, bounds: Bounds, patch: np.ndarray, version: int, kind: str = "patch") -> None:
+    def _send_patch(self, bounds: Bounds, patch: np.ndarray, version: int, kind: str = "patch") -> int:
+        """Send a label patch; returns the message size in bytes (buffer + JSON header)."""
         header, buf = encode(patch.astype(np.uint16, copy=False))
         msg = {"kind": kind, "bounds": [list(map(int, b)) for b in bounds], "version": version, **header}
         with self._send_lock:
             self.send(msg, [buf])
+        return len(buf) + len(json.dumps(msg))
 
     def _labels_from_session(self) -> None:
         with self._labels_lock:
