@@ -69,8 +69,13 @@ def _need_browser() -> None:
 def jupyterlab(root: Path):
     """Run a JupyterLab server on a free port serving ``root``; yields its base URL."""
     port = _free_port()
+    # never ask which kernel to start (the dialog raced with "Run All" and replaced the kernel)
+    tracker = root / ".settings" / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings"
+    tracker.parent.mkdir(parents=True, exist_ok=True)
+    tracker.write_text(json.dumps({"autoStartDefaultKernel": True}))
     env = dict(os.environ, JUPYTER_CONFIG_DIR=str(root / ".cfg"), JUPYTER_RUNTIME_DIR=str(root / ".rt"),
-               JUPYTERLAB_WORKSPACES_DIR=str(root / ".ws"), OMP_NUM_THREADS="1")
+               JUPYTERLAB_WORKSPACES_DIR=str(root / ".ws"), JUPYTERLAB_SETTINGS_DIR=str(root / ".settings"),
+               OMP_NUM_THREADS="1")
     log = open(root / "server.log", "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
@@ -141,6 +146,12 @@ class Notebook:
 
     # ---------------------------------------------------------------- page
     def open(self, url: str, name: str = "widget.ipynb") -> None:
+        # start the notebook's kernel through the server first: the page then attaches to it
+        req = urllib.request.Request(
+            f"{url}/api/sessions?token={TOKEN}", method="POST", headers={"Content-Type": "application/json"},
+            data=json.dumps({"path": name, "name": name, "type": "notebook",
+                             "kernel": {"name": "python3"}}).encode())
+        urllib.request.urlopen(req, timeout=30).read()
         self.page.goto(f"{url}/lab/tree/{name}?token={TOKEN}")
         self.page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
 

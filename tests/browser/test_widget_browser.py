@@ -272,6 +272,35 @@ def test_navigation_wheel_keys_window_level_layout(notebook):
     assert nb.view(0).is_visible()
 
 
+def test_overlay_opacity_and_outline(notebook):
+    from scipy import ndimage
+
+    nb = notebook
+    root = nb.page.locator(nb.root_sel())
+    kl = nb.kernel_labels((64, 96, 96))
+    z = int(np.argmax((kl > 0).sum((1, 2))))  # the axial slice with the most labels
+    nb.set_slice(0, z)
+    plane = kl[z]
+    lab = int(np.bincount(plane[plane > 0]).argmax())
+    inner = np.argwhere(ndimage.binary_erosion(plane == lab, iterations=2))
+    edge = np.argwhere((plane == lab) & ~ndimage.binary_erosion(plane == lab))
+    assert len(inner) and len(edge)
+    r, c = (int(v) for v in inner[len(inner) // 2])
+    er, ec = (int(v) for v in edge[0])
+    px = lambda r, c: nb.js("host.views[0].pixelAt(arg[0], arg[1])", [r, c])  # noqa: E731
+    assert not _gray(px(r, c))
+    root.locator("input[title='Outline instead of fill']").check()
+    nb.page.wait_for_function("() => document.querySelector('.nni-root').__nni.model.get('outline') === true")
+    assert _gray(px(r, c)) and not _gray(px(er, ec))
+    root.locator("input[title='Outline instead of fill']").uncheck()
+    root.locator("input[title='Overlay opacity']").fill("0")
+    nb.page.wait_for_function("() => document.querySelector('.nni-root').__nni.model.get('opacity') === 0")
+    assert _gray(px(r, c))
+    root.locator("input[title='Overlay opacity']").fill("0.5")
+    nb.page.wait_for_function("() => document.querySelector('.nni-root').__nni.model.get('opacity') === 0.5")
+    assert not _gray(px(r, c))
+
+
 def test_objects_new_rename_select_delete(notebook):
     nb = notebook
     page = nb.page
@@ -292,6 +321,11 @@ def test_objects_new_rename_select_delete(notebook):
     # the second view follows
     page.wait_for_function(
         f"() => document.querySelectorAll('.nni-root')[1].dataset.active === '{first}'")
+    # reset clears the selected object's prompts and mask (undoable)
+    root.locator("button[data-action='reset']").click()
+    nb.wait_kernel(lambda s: next(o for o in s["objects"] if o["id"] == first)["bounds"] is None
+                   and not next(o for o in s["objects"] if o["id"] == first)["prompts"], what="reset")
+    _assert_views_match_kernel(nb)
     root.locator(f".nni-obj[data-id='{first}'] button[data-action='delete']").click()
     nb.wait_kernel(lambda s: len(s["objects"]) == n_obj and all(o["id"] != first for o in s["objects"]),
                    what="delete")

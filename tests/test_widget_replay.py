@@ -1,0 +1,167 @@
+"""The replay teaching view without a browser: the recorded steps, the RGB frames, the canvas widget."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nni_widget.data import sample_labels, sample_volume
+from nni_widget.prompts import Box, Lasso, Point, Scribble
+from nni_widget.viz import dice, prompt_plane_mask
+from nni_widget.widget import ReplayCanvas, ReplayStep, StepRecorder, record_steps, render_frame
+from nni_widget.widget._replay import GT_RGB, MASK_RGB, NEGATIVE_RGB, POSITIVE_RGB
+
+GREY = 128  # a value of 40 in the default window (level 40, width 400) is mid-grey
+
+
+def _step(prompt, mask=None, gt=None, shape=(20, 30)):
+    """A step on axial slice 3 of a (10, 20, 30) volume whose image is 40 everywhere."""
+    image = np.full(shape, 40.0, np.float32)
+    m = np.zeros(shape, bool) if mask is None else mask
+    pixels = prompt_plane_mask(prompt, (10,) + shape, 0)
+    return ReplayStep(prompt, 0, 3, image, m, pixels, gt, None, 1, 0.0)
+
+
+def _is_grey(px):
+    return int(px[0]) == int(px[1]) == int(px[2]) == GREY
+
+
+def test_render_frame_point_mask_and_grey():
+    mask = np.zeros((20, 30), bool)
+    mask[5:12, 10:20] = True
+    step = _step(Point((3, 8, 15), True), mask)
+    rgb = render_frame(step, opacity=0.5)
+    assert rgb.shape == (20, 30, 3) and rgb.dtype == np.uint8
+    assert tuple(rgb[8, 15]) == POSITIVE_RGB and tuple(rgb[7, 15]) == POSITIVE_RGB  # the plus sign
+    assert tuple(rgb[8, 17]) != POSITIVE_RGB  # radius 1 only
+    blended = tuple(round(0.5 * GREY + 0.5 * c) for c in MASK_RGB)
+    assert np.abs(rgb[6, 11].astype(int) - blended).max() <= 1  # the mask tinted blue
+    assert rgb[6, 11, 2] > rgb[6, 11, 0]
+    assert _is_grey(rgb[0, 0]) and _is_grey(rgb[15, 25])  # grey elsewhere
+    neg = render_frame(_step(Point((3, 8, 15), False), mask))
+    assert tuple(neg[8, 15]) == NEGATIVE_RGB
+
+
+def test_render_frame_window_gt_outline_and_no_gt():
+    gt = np.zeros((20, 30), bool)
+    gt[4:10, 4:10] = True
+    step = _step(Point((3, 15, 25)), gt=gt)
+    rgb = render_frame(step)
+    assert tuple(rgb[4, 6]) == GT_RGB and tuple(rgb[9, 9]) == GT_RGB  # outline
+    assert _is_grey(rgb[6, 6])  # inside the outline: untouched
+    assert _is_grey(render_frame(step, show_gt=False)[4, 6])
+    # the window maps level - width/2 to black and level + width/2 to white
+    assert render_frame(step, level=240.0, width=400.0)[0, 0].tolist() == [0, 0, 0]
+    assert render_frame(step, level=-160.0, width=400.0)[0, 0].tolist() == [255, 255, 255]
+
+
+def test_render_frame_box_and_lasso_outlined_scribble_filled():
+    box = Box.on_slice(0, 3, (4, 5), (12, 20))
+    rgb = render_frame(_step(box))
+    assert tuple(rgb[4, 5]) == POSITIVE_RGB and tuple(rgb[12, 12]) == POSITIVE_RGB  # corner and edge
+    assert _is_grey(rgb[8, 12])  # inside the box: the image stays visible
+    lasso = Lasso.from_polygon(0, 3, [(2, 2), (2, 15), (15, 15), (15, 2)], positive=False)
+    rgb = render_frame(_step(lasso))
+    assert tuple(rgb[2, 8]) == NEGATIVE_RGB and _is_grey(rgb[8, 8])
+    scribble = Scribble.from_polyline(0, 3, [(10, 2), (10, 25)], width=1.0)
+    rgb = render_frame(_step(scribble))
+    assert tuple(rgb[10, 12]) == POSITIVE_RGB and _is_grey(rgb[2, 12])
+
+
+# ---------------------------------------------------------------------------- with the engine
+@pytest.fixture(scope="module")
+def data():
+    vol = sample_volume()
+    return vol, sample_labels() == 2  # the organ
+
+
+@pytest.fixture(scope="module")
+def session(data):
+    from nni_widget.engine import Session
+
+    s = Session()
+    s.set_image(data[0])
+    return s
+
+
+def _centre(gt):
+    return tuple(int(v) for v in np.argwhere(gt).mean(0).round())
+
+
+def test_record_steps_keeps_the_prompt_slice_and_dice(session, data):
+    vol, gt = data
+    session.new_object("replay")
+    z, y, x = _centre(gt)
+    box = Box.on_slice(1, y, (z - 4, x - 8), (z + 4, x + 8))
+    calls = []
+
+    def stop(mask):
+        calls.append(mask.shape)
+        return None
+
+    steps = record_steps(session, [Point((z, y, x)), box, stop, Point((0, 0, 0))], gt=gt)
+    assert len(steps) == 2 and calls == [gt.shape]  # a callable returning None ends the sequence
+    first, second = steps
+    assert (first.axis, first.index) == (0, z) and first.image.shape == (96, 96)
+    assert (second.axis, second.index) == (1, y) and second.image.shape == (64, 96)
+    np.testing.assert_array_equal(second.image, vol.array[:, y, :])
+    np.testing.assert_array_equal(second.mask, session.mask[:, y, :].astype(bool))
+    np.testing.assert_array_equal(second.gt, gt[:, y, :])
+    assert second.dice == pytest.approx(dice(session.mask, gt))
+    assert first.mask[y, x] and first.prompt_pixels[y, x] and first.prompt_pixels.sum() == 1
+    assert second.prompt_pixels.sum() == 9 * 17
+    assert all(s.obj_id == session.active_object and s.seconds > 0 for s in steps)
+    # without a ground truth only the slice is read
+    session.new_object()
+    (plain,) = record_steps(session, [Point((z, y, x))])
+    assert plain.gt is None and plain.dice is None
+    np.testing.assert_array_equal(plain.mask, session.mask[z].astype(bool))
+    with pytest.raises(ValueError, match="shape"):
+        record_steps(session, [], gt=gt[:10])
+    with pytest.raises(TypeError):
+        record_steps(object(), [])
+
+
+def test_recorder_and_live_canvas_skip_undo_redo(session, data):
+    vol, gt = data
+    session.new_object("live")
+    z, y, x = _centre(gt)
+    view = ReplayCanvas(session, gt=gt, level=50, width=900)
+    assert view.steps == [] and "no steps" in view.caption.value
+    session.add_point((z, y, x))
+    assert len(view.steps) == 1 and view.step == 0 and "step 1 / 1" in view.caption.value
+    session.add_point((z, y + 3, x + 3), positive=False)
+    assert len(view.steps) == 2 and view.step == 1 and view.slider.max == 1
+    assert not view.steps[1].prompt.positive
+    assert view.steps[1].dice == pytest.approx(dice(session.mask, gt))
+    session.undo()
+    session.redo()
+    session.undo()
+    assert len(view.steps) == 2  # history moves are not steps
+    session.add(Box.on_slice(0, z, (y - 5, x - 5), (y + 5, x + 5)))
+    assert len(view.steps) == 3 and view.steps[2].prompt.kind == "box"
+    # a pure function of the step, scaled for the screen (zoom 3, axial slices are 1 x 1 mm)
+    pic = view.frame(2)
+    assert pic.shape == (3 * 96, 3 * 96, 3) and pic.dtype == np.uint8
+    np.testing.assert_array_equal(pic[::3, ::3], render_frame(view.steps[2], level=50, width=900))
+    view.step = 0
+    assert "step 1 / 3" in view.caption.value and "point +" in view.caption.value
+    view.close()
+    view.recorder.close()
+    session.add_point((z, y, x))
+    assert len(view.steps) == 3 and view.recorder._on_change not in session.callbacks
+
+
+def test_canvas_from_steps_scales_by_spacing(session, data):
+    vol, gt = data
+    session.new_object()
+    z, y, x = _centre(gt)
+    with StepRecorder(session) as rec:
+        session.add(Box.on_slice(2, x, (z - 3, y - 6), (z + 3, y + 6)))  # a sagittal slice: 2 x 1 mm
+    assert len(rec.steps) == 1 and rec.session is session
+    view = ReplayCanvas(rec.steps, spacing=vol.spacing, zoom=2)
+    assert view.frame(0).shape == (64 * 4, 96 * 2, 3)  # rows are 2 mm: twice the screen pixels
+    assert (view.canvas.width, view.canvas.height) == (96 * 2, 64 * 4)
+    assert view.slider.disabled  # one step: nothing to slide
+    with pytest.raises(TypeError):
+        ReplayCanvas([1, 2])
