@@ -347,3 +347,21 @@ def test_reload_renders_the_current_state(notebook):
     assert nb.browser_label_summary(0) == expected
     assert int(nb.page.locator(nb.root_sel()).get_attribute("data-objects")) == n_obj
     assert nb.page.locator(nb.root_sel()).get_attribute("data-error") == "0"
+
+
+def test_jupyter_notebook_7_shows_the_same_widget(notebook, lab, browser):
+    """The notebook saved above, opened in Jupyter Notebook 7 on the same server and kernel."""
+    pytest.importorskip("notebook", reason="Jupyter Notebook 7 (pip install notebook) serves /notebooks/")
+    expected = label_summary(notebook.kernel_labels((64, 96, 96)))
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        page.goto(f"{lab['url']}/notebooks/widget.ipynb?token=nni-widget-test")
+        page.wait_for_function("document.querySelectorAll(\".nni-root[data-ready='1']\").length >= 1",
+                               timeout=120_000)
+        page.wait_for_function("() => document.querySelector('.nni-root').dataset.labelVersion !== undefined"
+                               " && document.querySelector(\".nni-view[data-axis='0']\").dataset.loaded === '1'",
+                               timeout=60_000)
+        nb7 = type(notebook)(page, notebook.root)
+        assert nb7.browser_label_summary(0) == expected
+    finally:
+        page.close()
