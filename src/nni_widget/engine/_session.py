@@ -185,6 +185,16 @@ class Session:
         """The active object's prompts, oldest first."""
         return self._obj().prompts
 
+    def object_prompts(self, obj_id: Optional[int] = None) -> tuple[Prompt, ...]:
+        """The prompts of an object (default: the active one), oldest first."""
+        with self._lock:
+            return self._obj(obj_id).prompts
+
+    def object_slice(self, obj_id: Optional[int], axis: int, index: int) -> np.ndarray:
+        """One slice of an object's mask, (rows, cols) uint8, without copying the whole volume."""
+        with self._lock:
+            return self._obj(obj_id).mask.select(axis, int(index)).cpu().numpy().copy()
+
     def object_mask(self, obj_id: int) -> np.ndarray:
         with self._lock:
             return self._obj(obj_id).mask.cpu().numpy().copy()

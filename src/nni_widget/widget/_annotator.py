@@ -232,7 +232,7 @@ class Annotator(anywidget.AnyWidget):
 
     def prompts(self, obj_id: Optional[int] = None) -> tuple[Prompt, ...]:
         """The prompts of an object (default: the active one), oldest first."""
-        return self.session._obj(obj_id).prompts
+        return self.session.object_prompts(obj_id)
 
     def save(self, path: Union[str, os.PathLike], *, active_only: bool = False) -> Path:
         """Write the label map (or the active object) as NIfTI on the input image's grid."""
@@ -416,7 +416,7 @@ class Annotator(anywidget.AnyWidget):
         s = self.session
         objs = []
         for i, name in s.objects.items():
-            prompts = s._obj(i).prompts
+            prompts = s.object_prompts(i)
             objs.append({"id": i, "name": name, "color": PALETTE[(i - 1) % len(PALETTE)],
                          "prompts": len(prompts), "positive": sum(p.positive for p in prompts)})
         with self.hold_sync():

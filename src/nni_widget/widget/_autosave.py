@@ -77,7 +77,7 @@ def write_autosave(path: os.PathLike | str, session: Any, extra: Optional[dict] 
         if b is not None:
             arrays[f"mask_{k}"] = np.packbits(mask[tuple(slice(lo, hi) for lo, hi in b)].astype(bool))
         objs.append({"id": int(i), "name": name, "bounds": [list(map(int, x)) for x in b] if b is not None else None,
-                     "prompts": [prompt_to_json(p) for p in session._obj(i).prompts]})
+                     "prompts": [prompt_to_json(p) for p in session.object_prompts(i)]})
     meta = {"format": FORMAT, "shape": list(session.shape), "affine": session.volume.affine.tolist(),
             "objects": objs, "active_index": ids.index(session.active_object), "active_id": int(session.active_object), **(extra or {})}
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)

@@ -123,7 +123,7 @@ def _capture(session: Any, prompt: Prompt, obj_id: int, gt: Optional[np.ndarray]
         d = dice(full, gt)
         gt_plane = np.take(gt, index, axis=axis).copy()
     else:  # just the slice, read on the session's device
-        mask = session._obj(obj_id).mask.select(axis, index).cpu().numpy().astype(bool)
+        mask = session.object_slice(obj_id, axis, index).astype(bool)
         gt_plane = None
     return ReplayStep(prompt, axis, index, image, mask, pixels, gt_plane, d, int(obj_id), float(seconds))
 
