@@ -128,18 +128,7 @@ def browser_side(repeats: int) -> dict:
         page = browser.new_page(viewport={"width": 1600, "height": 1100})
         nb = Notebook(page, root)
         nb.open(url, "bench.ipynb")
-        # one widget view in this notebook
-        started = "() => [...document.querySelectorAll('.jp-Cell .jp-InputPrompt')].some(p => /[*0-9]/.test(p.textContent))"
-        for _ in range(6):
-            nb.dismiss_dialogs()
-            page.click(".lm-MenuBar-itemLabel:text-is('Run')")
-            page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
-            try:
-                page.wait_for_function(started, timeout=10_000)
-                break
-            except Exception:
-                page.keyboard.press("Escape")
-        nb.wait_ready(n_views=1)
+        nb.run_all(n_views=1)
         z, y, x = OBJECTS[2][0]
         nb.set_slice(0, z)
         nb.choose("point")

@@ -146,28 +146,37 @@ class Notebook:
 
     # ---------------------------------------------------------------- page
     def open(self, url: str, name: str = "widget.ipynb") -> None:
-        # start the notebook's kernel through the server first: the page then attaches to it
-        req = urllib.request.Request(
-            f"{url}/api/sessions?token={TOKEN}", method="POST", headers={"Content-Type": "application/json"},
-            data=json.dumps({"path": name, "name": name, "type": "notebook",
-                             "kernel": {"name": "python3"}}).encode())
-        urllib.request.urlopen(req, timeout=30).read()
         self.page.goto(f"{url}/lab/tree/{name}?token={TOKEN}")
         self.page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
 
-    def run_all(self) -> None:
-        # the menu can be clicked before the notebook panel is active: retry until a cell runs
-        started = "() => [...document.querySelectorAll('.jp-Cell .jp-InputPrompt')].some(p => /[*0-9]/.test(p.textContent))"
-        for _ in range(6):
-            self.dismiss_dialogs()
-            self.page.click(".lm-MenuBar-itemLabel:text-is('Run')")
-            self.page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
+    def run_all(self, n_views: int = 2) -> None:
+        """Run every cell once the kernel is idle; retry if the kernel changed under the run."""
+        idle = ("() => { const s = document.querySelector('.jp-Notebook-ExecutionIndicator');"
+                " return s && s.getAttribute('data-status') === 'idle'; }")
+        started = ("() => [...document.querySelectorAll('.jp-Cell .jp-InputPrompt')]"
+                   ".some(p => /[*0-9]/.test(p.textContent))")
+        last = None
+        for _attempt in range(3):
+            for _ in range(6):
+                self.dismiss_dialogs()
+                try:
+                    self.page.wait_for_function(idle, timeout=30_000)
+                except Exception:
+                    pass  # older JupyterLab without the indicator: just go on
+                self.page.click(".lm-MenuBar-itemLabel:text-is('Run')")
+                self.page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
+                try:
+                    self.page.wait_for_function(started, timeout=10_000)
+                    break
+                except Exception:
+                    self.page.keyboard.press("Escape")
             try:
-                self.page.wait_for_function(started, timeout=10_000)
-                break
-            except Exception:
-                self.page.keyboard.press("Escape")
-        self.wait_ready()
+                self.wait_ready(n_views)
+                return
+            except AssertionError as e:
+                last = e
+                self.console.append("retrying Run All")
+        raise last
 
     def dismiss_dialogs(self) -> None:
         """Accept a JupyterLab dialog (kernel choice, ...) that would block the clicks."""
@@ -188,10 +197,10 @@ class Notebook:
             text = f"(no notebook text: {e})"
         return f"notebook:\n{text}\nconsole:\n" + "\n".join(self.console[-20:])
 
-    def wait_ready(self, n_views: int = 2) -> None:
+    def wait_ready(self, n_views: int = 2, timeout: float = 90_000) -> None:
         try:
             self.page.wait_for_function(
-                f"document.querySelectorAll(\".nni-root[data-ready='1']\").length >= {n_views}", timeout=120_000)
+                f"document.querySelectorAll(\".nni-root[data-ready='1']\").length >= {n_views}", timeout=timeout)
         except Exception as e:
             raise AssertionError(f"the widget did not render: {e}\n{self.diagnose()}") from None
         self.page.wait_for_function(
