@@ -1,4 +1,4 @@
-"""Tests of nni_widget.train: encoding, prompt simulation, loss, config, export and resume."""
+"""Tests of nni_widget.train: encoding, static prompts, samples, loss, config, export, resume, AMP."""
 
 from __future__ import annotations
 
@@ -21,14 +21,13 @@ from nni_widget.train import (
     dice_ce_loss,
     evaluate_first_prompt,
     make_sample,
-    sample_prompt,
+    static_prompt,
     train,
     zscore,
 )
 from nni_widget.train.__main__ import main as cli_main
-from nni_widget.train._prompts import static_prompt
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)
 P = (32, 32, 32)
 T = (16, 16, 16)  # network patch of the tiny training runs
 TINY = {
@@ -39,7 +38,7 @@ TINY = {
     "phantom_shapes": ((32, 48, 48),),
     "log_every": 1,
     "checkpoint_every": 2,
-    "num_threads": 2,
+    "num_threads": 1,
     "device": "cpu",
 }
 
@@ -118,24 +117,18 @@ def test_zscore_uses_the_nonzero_bounding_box():
 
 
 @pytest.mark.parametrize("kind", ["point", "box", "scribble", "lasso"])
-def test_sample_prompt_first_and_corrective(kind):
-    rng = np.random.default_rng(0)
+def test_static_prompt_is_deterministic_and_on_the_object(kind):
     gt = _ball()
-    p = sample_prompt(gt, None, rng, kind)
+    p = static_prompt(gt, kind)
     assert p.kind == kind and p.positive
-    lo_hi = p.bounds()
-    assert all(0 <= lo < hi <= 40 for lo, hi in lo_hi)
+    assert all(0 <= lo < hi <= 40 for lo, hi in p.bounds())
     if kind == "point":
-        assert gt[tuple(round(c) for c in p.zyx)]
-    # a prediction with a big false positive blob elsewhere: the correction is negative there
-    pred = gt | _ball(c=(8, 8, 30), r=6)
-    q = sample_prompt(gt, pred, rng, kind)
-    assert not q.positive
-    c = [round((lo + hi - 1) / 2) for lo, hi in q.bounds()]
-    assert c[0] < 16 and c[1] < 16
-    assert sample_prompt(gt, gt, rng, kind) is None  # nothing left to correct
-    s = static_prompt(gt, kind)
-    assert s.positive and (kind != "point" or tuple(s.zyx) == (20.0, 20.0, 20.0))
+        assert tuple(p.zyx) == (20.0, 20.0, 20.0)  # the distance-transform maximum
+    else:
+        assert p.bounds()[0] == (20, 21)  # on the axial slice with the most foreground
+    q = static_prompt(gt, kind)
+    assert q.bounds() == p.bounds()
+    assert not static_prompt(gt, kind, positive=False).positive
 
 
 def test_make_sample_shapes_and_rounds():
@@ -227,3 +220,27 @@ def test_cli(tmp_path):
     assert cli_main(["--config", str(cfg_path), "--out", str(tmp_path / "cli"), "--quiet"]) == 0
     assert (tmp_path / "cli" / "model" / "fold_0" / "checkpoint_final.pth").is_file()
     assert TrainConfig.load(tmp_path / "cli" / "config.json").steps == 1
+
+
+def test_mixed_precision_only_on_cuda_and_scaler_state_saved(tmp_path):
+    from nni_widget.train._loop import amp_enabled
+
+    cfg = TrainConfig(**TINY, steps=1)
+    assert amp_enabled(cfg, "cuda") and amp_enabled(cfg, torch.device("cuda", 0))
+    assert not amp_enabled(cfg, "cpu")
+    assert not amp_enabled(TrainConfig(**TINY, amp=False), "cuda")
+    train(cfg, tmp_path / "run", progress=False, export=False)
+    state = torch.load(tmp_path / "run" / "checkpoint_latest.pt", weights_only=True)
+    assert "scaler" in state  # resumable with the gradient scaler on GPU (disabled and empty here)
+
+
+def test_init_from_a_model_folder_counts_cumulative_steps(tmp_path):
+    first = train(TrainConfig(**TINY, steps=2), tmp_path / "a", progress=False)
+    w0 = load_model_folder(first).network.state_dict()
+    cfg = TrainConfig(**TINY, steps=1, lr=0.0, warmup_steps=1, init_checkpoint=str(first))
+    second = train(cfg, tmp_path / "b", progress=False)
+    bundle = load_model_folder(second)
+    assert bundle.extra["steps"] == 1 and bundle.extra["cumulative_steps"] == 3
+    for k, v in bundle.network.state_dict().items():  # lr 0: the weights are the initial ones
+        if v.is_floating_point():
+            torch.testing.assert_close(v, w0[k], msg=k)

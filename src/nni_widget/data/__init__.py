@@ -2,7 +2,8 @@
 
 ``make_phantom`` builds random body phantoms with labelled objects (numpy/scipy only);
 ``sample_volume``/``sample_labels`` load a small bundled phantom; ``default_model_folder`` points at the
-bundled default model (trained on phantoms only, Apache-2.0).
+bundled default model (Apache-2.0); ``load_real``/``prepare_real`` fetch real labelled volumes and
+prepare them for training with a held-out split (``HELD_OUT``).
 """
 
 from __future__ import annotations
@@ -14,10 +15,28 @@ from pathlib import Path
 import numpy as np
 
 from nni_widget.data._phantom import PhantomObject, make_phantom
+from nni_widget.data._real import (
+    HELD_OUT,
+    RealVolume,
+    held_out_labels,
+    instances_from_semantic,
+    prepare_real,
+    pseudo_labels,
+    real_manifest,
+    related_instances,
+)
 from nni_widget.data._sources import SOURCES, DataFetchError, available_sources, data_cache_dir, fetch, load_real
 from nni_widget.io import Volume, load_volume, save_mask, save_volume
 
 __all__ = [
+    "HELD_OUT",
+    "RealVolume",
+    "held_out_labels",
+    "instances_from_semantic",
+    "prepare_real",
+    "pseudo_labels",
+    "real_manifest",
+    "related_instances",
     "SOURCES",
     "DataFetchError",
     "PhantomObject",

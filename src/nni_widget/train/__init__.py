@@ -1,33 +1,54 @@
-"""Training of promptable segmentation models on procedural phantoms (DESIGN §4).
+"""Training of promptable segmentation models with simulated users (DESIGN §4).
 
-A run is described by a :class:`TrainConfig` (saved as JSON beside the checkpoint); :func:`train`
-samples patches around phantom objects, simulates prompts with :func:`sample_prompt` (the single hook
-the full interaction simulation will replace), encodes them exactly like the engine, adds corrective
-rounds fed with the network's own prediction, and exports a model folder in the official layout.
+A run is described by a :class:`TrainConfig` (saved as JSON beside the checkpoint). :func:`train`
+keeps a pool of augmented volumes (procedural phantoms and, with ``real_sources``, crops of real
+labelled MRI whose held-out structures are never targets), plays interaction sequences with the
+simulated users of :mod:`nni_widget.simulation` (first prompt from the object, corrections from the
+error of the network's own prediction, older prompts decayed), encodes them exactly like the
+engine, and exports a model folder in the official layout. Mixed precision on CUDA; DDP under
+``torchrun``.
 
-Command line: ``python -m nni_widget.train --config cfg.json --out runs/x``.
+Command line: ``python -m nni_widget.train --config cfg.json --out runs/x`` (or
+``torchrun --nproc_per_node N -m nni_widget.train ...``).
 """
 
+from nni_widget.train._augment import (
+    AugmentParams,
+    intensity_augment,
+    mirror_transpose,
+    random_affine,
+    spatial_augment,
+    warp,
+)
 from nni_widget.train._config import PROMPT_KINDS, TrainConfig
-from nni_widget.train._data import Interaction, PhantomPool, Sample, build_input, make_sample, zscore
-from nni_widget.train._evaluate import evaluate_first_prompt
+from nni_widget.train._data import Interaction, build_input, zscore
+from nni_widget.train._evaluate import evaluate_first_prompt, evaluate_real_held_out, static_prompt
 from nni_widget.train._loop import build_network, dice_ce_loss, read_log, train
-from nni_widget.train._prompts import error_region, sample_prompt
+from nni_widget.train._pools import Item, PhantomPool, Sample, Target, TrainPool, make_sample
 
 __all__ = [
     "PROMPT_KINDS",
+    "AugmentParams",
     "Interaction",
+    "Item",
     "PhantomPool",
     "Sample",
+    "Target",
     "TrainConfig",
+    "TrainPool",
     "build_input",
     "build_network",
     "dice_ce_loss",
-    "error_region",
     "evaluate_first_prompt",
+    "evaluate_real_held_out",
+    "intensity_augment",
     "make_sample",
+    "mirror_transpose",
+    "random_affine",
     "read_log",
-    "sample_prompt",
+    "spatial_augment",
+    "static_prompt",
     "train",
+    "warp",
     "zscore",
 ]

@@ -49,10 +49,25 @@ class TrainConfig:
         max_rounds: cap on prompts per sample.
         interaction_decay: factor by which each new prompt weakens older ones (saved with the model).
         point_radius: ball radius of point prompts (voxels).
-        merge_nested_p: probability of training on an organ together with its lesion (ambiguity).
+        users: simulated users of follow-up rounds (``nni_widget.simulation.make_user`` names), one
+            drawn per sample.
+        min_error_voxels: error components smaller than this get no corrective prompt.
+        merge_nested_p: probability of merging a target with related instances (an organ with its
+            lesion, neighbouring structures of one family) to teach ambiguity.
         extra_zoom_p: probability of a window larger than the engine's initial zoom (as after AutoZoom
             grows it), up to ``x 1.6``.
         transpose_p / flip_p / invert_p: augmentations (axis transpose, flips, intensity inversion).
+        rotation_p, rotation_deg, scale_p, scale_range, axis_scale_p, axis_scale_range, elastic_p,
+            max_edge, noise_p, blur_p, brightness_p, contrast_p, gamma_p: the other augmentations
+            (see :class:`nni_widget.train.AugmentParams`).
+        real_sources: real sources to train on (``nni_widget.data.SOURCES`` names; their held-out
+            structures are never targets). Empty: phantoms only.
+        n_real: real crops in the pool (beside ``n_phantoms`` phantoms) when ``real_sources`` is set.
+        pseudo_p: probability that a real crop is centred on a pseudo-label (SLIC supervoxel).
+        real_margin: random margin (voxels, min/max) around the object of a real crop.
+        real_min_edge / real_max_edge: smallest / largest edge of a real crop (before augmentation).
+        amp: mixed precision (fp16 autocast + gradient scaling) when training on CUDA.
+        init_checkpoint: a model folder (official layout) whose weights start a new run (not a resume).
         log_every / checkpoint_every: CSV log and resumable-checkpoint periods (steps).
         num_threads: torch CPU threads (0 leaves torch's default).
         device: ``"cpu"``, ``"cuda"``, ... (``"auto"``: cuda when available).
@@ -92,6 +107,29 @@ class TrainConfig:
     transpose_p: float = 0.5
     flip_p: float = 0.5
     invert_p: float = 0.1
+    rotation_p: float = 0.2
+    rotation_deg: float = 30.0
+    scale_p: float = 0.2
+    scale_range: tuple[float, float] = (0.7, 1.4)
+    axis_scale_p: float = 0.2
+    axis_scale_range: tuple[float, float] = (0.5, 2.0)
+    elastic_p: float = 0.0
+    max_edge: int = 160
+    noise_p: float = 0.1
+    blur_p: float = 0.2
+    brightness_p: float = 0.15
+    contrast_p: float = 0.15
+    gamma_p: float = 0.3
+    users: tuple[str, ...] = ("random", "sunk_cost", "single")
+    min_error_voxels: int = 8
+    real_sources: tuple[str, ...] = ()
+    n_real: int = 24
+    pseudo_p: float = 0.25
+    real_margin: tuple[int, int] = (8, 32)
+    real_min_edge: int = 48
+    real_max_edge: int = 112
+    amp: bool = True
+    init_checkpoint: str = ""
     log_every: int = 10
     checkpoint_every: int = 100
     num_threads: int = 1
@@ -108,6 +146,15 @@ class TrainConfig:
         self.phantom_spacings = tuple(tuple(float(s) for s in sp) for sp in self.phantom_spacings)  # type: ignore[assignment]
         self.prompt_kinds = tuple(str(k) for k in self.prompt_kinds)
         self.prompt_probs = tuple(float(p) for p in self.prompt_probs)
+        self.scale_range = tuple(float(v) for v in self.scale_range)  # type: ignore[assignment]
+        self.axis_scale_range = tuple(float(v) for v in self.axis_scale_range)  # type: ignore[assignment]
+        self.real_margin = tuple(int(v) for v in self.real_margin)  # type: ignore[assignment]
+        self.users = tuple(str(u) for u in self.users)
+        self.real_sources = tuple(str(r) for r in self.real_sources)
+        from nni_widget.simulation import USERS
+
+        if not self.users or set(self.users) - set(USERS):
+            raise ValueError(f"users {self.users} must be a non-empty subset of {sorted(USERS)}")
         if len(self.blocks) != len(self.features):
             raise ValueError(f"blocks {self.blocks} needs one entry per stage of features {self.features}")
         stride = 2 ** (len(self.features) - 1)
@@ -134,8 +181,9 @@ class TrainConfig:
 
     def followup_probability(self, progress: float) -> float:
         """Probability of another interaction round when ``progress`` (0..1) of the run is done."""
-        t = min(1.0, max(0.0, progress))
-        return self.followup_start + t * (self.followup_end - self.followup_start)
+        from nni_widget.simulation import continuation_probability
+
+        return continuation_probability(progress, self.followup_start, self.followup_end)
 
     def plans(self) -> dict[str, Any]:
         """nnU-Net plans for the network this configuration trains."""

@@ -1,4 +1,4 @@
-"""Training samples: phantoms, engine-identical prompt encoding, and simulated interaction rounds.
+"""Engine-identical encoding of prompts into training windows.
 
 The network input is built the way the engine builds it (DESIGN §2-3): prompts become stamps
 (``make_stamp``) written at a running decay intensity and replayed into the window (``paint``); the
@@ -9,14 +9,13 @@ box/lasso and previous segmentation area-averaged).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from nni_widget.data import make_phantom
 from nni_widget.engine._geometry import (
     as_slices,
     bounds_center,
@@ -29,9 +28,8 @@ from nni_widget.engine._geometry import (
 from nni_widget.engine._stamps import N_INTERACTION_CHANNELS, PREV_SEG, THIN_CHANNELS, make_stamp, paint
 from nni_widget.prompts import Point, Prompt
 from nni_widget.train._config import TrainConfig
-from nni_widget.train._prompts import sample_prompt
 
-__all__ = ["Interaction", "PhantomPool", "Sample", "build_input", "make_sample", "zscore"]
+__all__ = ["Interaction", "build_input", "extra_zoom", "upsample_prediction", "window_target", "zscore"]
 
 MAX_ZOOM = 4.0
 
@@ -149,106 +147,7 @@ def upsample_prediction(fg: torch.Tensor, scaled: Sequence[int]) -> torch.Tensor
     return F.interpolate(fg[None, None].float(), size=list(scaled), mode="trilinear")[0, 0] >= 0.5
 
 
-class PhantomPool:
-    """An in-memory pool of z-scored, augmented phantoms, refreshed one at a time during training."""
-
-    def __init__(self, cfg: TrainConfig, rng: np.random.Generator):
-        self.cfg, self.rng = cfg, rng
-        self.items = [self._make() for _ in range(cfg.n_phantoms)]
-
-    def _make(self):
-        cfg, rng = self.cfg, self.rng
-        shape = cfg.phantom_shapes[rng.integers(len(cfg.phantom_shapes))]
-        spacing = cfg.phantom_spacings[rng.integers(len(cfg.phantom_spacings))]
-        image, labels, objects = make_phantom(shape, int(rng.integers(2**31)), spacing, return_info=True)
-        image = zscore(image)
-        if rng.random() < cfg.transpose_p:
-            perm = tuple(int(a) for a in rng.permutation(3))
-            image, labels = image.transpose(perm), labels.transpose(perm)
-        flips = tuple(a for a in range(3) if rng.random() < cfg.flip_p)
-        if flips:
-            image, labels = np.flip(image, flips), np.flip(labels, flips)
-        image = torch.from_numpy(np.ascontiguousarray(image))
-        labels = torch.from_numpy(np.ascontiguousarray(labels))
-        return image, labels, objects
-
-    def refresh(self) -> None:
-        self.items[int(self.rng.integers(len(self.items)))] = self._make()
-
-    def draw(self):
-        image, labels, objects = self.items[int(self.rng.integers(len(self.items)))]
-        if self.rng.random() < self.cfg.invert_p:
-            image = -image
-        return image, labels, objects
-
-
-@dataclass
-class Sample:
-    """One training sample: network input ``(8, *P)``, target ``(*P)`` uint8, and what made it."""
-
-    x: torch.Tensor
-    y: torch.Tensor
-    kinds: list[str]
-    rounds: int
-
-
-Predictor = Callable[[torch.Tensor], torch.Tensor]  # (8, *P) input -> (*P) bool foreground
-
-
-def choose_target(labels: torch.Tensor, objects, rng: np.random.Generator, merge_p: float) -> torch.Tensor:
-    """A random object's mask; an organ sometimes together with its lesion (ambiguity, DESIGN §4)."""
-    obj = objects[int(rng.integers(len(objects)))]
-    gt = labels == obj.label
-    children = [o.label for o in objects if o.parent == obj.label]
-    if children and rng.random() < merge_p:
-        for c in children:
-            gt |= labels == c
-    elif obj.parent and rng.random() < merge_p:
-        gt |= labels == obj.parent
-    return gt
-
-
-def make_sample(
-    pool: PhantomPool,
-    cfg: TrainConfig,
-    rng: np.random.Generator,
-    predict: Predictor | None,
-    p_followup: float,
-) -> Sample:
-    """Draw an object, simulate its first prompt and maybe corrective rounds, and encode the last one.
-
-    ``predict`` runs the current network (no gradient) on an input; corrective rounds feed its
-    committed prediction back as the previous segmentation and place the new prompt in the largest
-    error (``sample_prompt``); each further round happens with probability ``p_followup``.
-    """
-    image, labels, objects = pool.draw()
-    gt = choose_target(labels, objects, rng, cfg.merge_nested_p)
-    gt_np = gt.numpy()
-    inter = Interaction(tuple(image.shape), cfg.interaction_decay, cfg.point_radius, cfg.patch_size)
-    probs = np.asarray(cfg.prompt_probs) / sum(cfg.prompt_probs)
-
-    def new_prompt(pred):
-        kind = str(cfg.prompt_kinds[rng.choice(len(probs), p=probs)])
-        return sample_prompt(gt_np, pred, rng, kind)
-
-    prompt = new_prompt(None)
-    kinds = [prompt.kind]
-    center, zoom = inter.add(prompt)
-    while predict is not None and len(kinds) < cfg.max_rounds and rng.random() < p_followup:
-        zoom = _extra_zoom(zoom, cfg, rng)
-        x, frame, scaled = build_input(image, inter, center, zoom, cfg.loss_patch)
-        inter.commit(upsample_prediction(predict(x), scaled), frame)
-        prompt = new_prompt(inter.mask.numpy().astype(bool))
-        if prompt is None:
-            break
-        kinds.append(prompt.kind)
-        center, zoom = inter.add(prompt)
-    zoom = _extra_zoom(zoom, cfg, rng)
-    x, frame, scaled = build_input(image, inter, center, zoom, cfg.loss_patch)
-    return Sample(x, window_target(gt, frame, scaled, cfg.loss_patch), kinds, len(kinds))
-
-
-def _extra_zoom(zoom: float, cfg: TrainConfig, rng: np.random.Generator) -> float:
+def extra_zoom(zoom: float, cfg: TrainConfig, rng: np.random.Generator) -> float:
     """Sometimes a wider window than the initial zoom, as AutoZoom grows it after a border change."""
     if rng.random() < cfg.extra_zoom_p:
         return min(MAX_ZOOM, zoom * float(rng.uniform(1.0, 1.6)))

@@ -1,4 +1,9 @@
-"""A small held-out check: Dice after one prompt per prompt type, on phantoms the run never saw.
+"""Held-out checks: Dice after one prompt per prompt type, on phantoms the run never saw and on the
+held-out real structures (:data:`nni_widget.data.HELD_OUT`).
+
+Prompts follow the static protocol of DESIGN §5 through :mod:`nni_widget.simulation`: a point at the
+distance-transform maximum, a 2D prompt on the axial slice with the most foreground (seeded, so the
+box jitter, lasso deformation and scribble are the same on every run).
 
 It goes through ``nni_widget.engine.Session`` when the engine is importable (what users get), else
 through this package's own engine-identical encoding with a single coarse pass (no refinement).
@@ -6,6 +11,9 @@ through this package's own engine-identical encoding with a single coarse pass (
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -17,12 +25,25 @@ import torch
 from nni_widget.data import make_phantom
 from nni_widget.train._config import PROMPT_KINDS
 from nni_widget.train._data import Interaction, build_input, upsample_prediction, zscore
-from nni_widget.train._prompts import static_prompt
+from nni_widget.simulation import simulate_prompt
 from nni_widget.viz import dice
 
-__all__ = ["HELD_OUT_SEED", "evaluate_first_prompt"]
+__all__ = ["HELD_OUT_SEED", "evaluate_first_prompt", "evaluate_real_held_out", "static_prompt"]
+
+logger = logging.getLogger(__name__)
 
 HELD_OUT_SEED = 1_000_000  # training draws its phantom seeds at random below 2**31; collisions are negligible
+
+
+def static_prompt(gt: np.ndarray, kind: str, positive: bool = True):
+    """The first prompt of the static protocol for object ``gt`` (deterministic: seed 0)."""
+    prompt = simulate_prompt(
+        gt, None, kind, np.random.default_rng(0), component="largest", slice_choice="largest",  # type: ignore[arg-type]
+        axes=(0,), alpha=math.inf, style="centre",
+    )  # fmt: skip
+    if prompt is None:
+        raise ValueError("the object is empty")
+    return prompt if positive else dataclasses.replace(prompt, positive=False)
 
 
 class _OwnPredictor:
@@ -120,4 +141,63 @@ def evaluate_first_prompt(
         "n_objects": n_objects,
         "seconds_per_prompt": round(seconds / max(1, n_prompts), 4),
         "predictor": "nni_widget.engine.Session" if use_engine else "nni_widget.train (single coarse pass)",
+    }
+
+
+def _crop(image: np.ndarray, gt: np.ndarray, margin: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    idx = np.argwhere(gt)
+    lo = np.maximum(idx.min(0) - margin, 0)
+    hi = np.minimum(idx.max(0) + 1 + margin, gt.shape)
+    sl = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    return np.ascontiguousarray(image[sl], dtype=np.float32), np.ascontiguousarray(gt[sl])
+
+
+def evaluate_real_held_out(
+    model: str | os.PathLike[str],
+    *,
+    sources: Sequence[str] = ("colin27_aal", "mni152_tissue"),
+    kinds: Sequence[str] = PROMPT_KINDS,
+    margin: int = 20,
+    use_engine: bool | None = None,
+    cache_dir: Any = None,
+) -> dict[str, Any]:
+    """Dice after one static prompt on every held-out real structure (never a training target).
+
+    Each structure is cropped with ``margin`` voxels around it (as ``nni_widget.evaluate`` cases
+    are). Sources that cannot be fetched are skipped with a warning.
+
+    Returns:
+        ``{"dice": {kind: mean}, "dice_by_structure": {structure: {kind: dice}}, "n_structures",
+        "seconds_per_prompt", "skipped"}``.
+    """
+    from nni_widget.data import DataFetchError, HELD_OUT, load_real
+
+    use_engine = engine_available() if use_engine is None else use_engine
+    predictor = _EnginePredictor(model) if use_engine else _OwnPredictor(model)
+    by_structure: dict[str, dict[str, float]] = {}
+    skipped, seconds, n_prompts = [], 0.0, 0
+    for source in sources:
+        try:
+            volume, labels, names = load_real(source, cache_dir)
+        except DataFetchError as exc:
+            logger.warning("held-out source %s skipped: %s", source, exc)
+            skipped.append(source)
+            continue
+        by_name = {n: v for v, n in names.items()}
+        for structure in HELD_OUT[source]:
+            image, gt = _crop(np.asarray(volume.array), labels == by_name[structure], margin)
+            row = by_structure.setdefault(f"{source}/{structure}", {})
+            for kind in kinds:
+                t0 = time.perf_counter()
+                pred = predictor(image, static_prompt(gt, kind))
+                seconds += time.perf_counter() - t0
+                n_prompts += 1
+                row[kind] = round(dice(pred, gt), 4)
+    return {
+        "dice": {k: round(float(np.mean([r[k] for r in by_structure.values()])), 4) for k in kinds}
+        if by_structure else {},
+        "dice_by_structure": by_structure,
+        "n_structures": len(by_structure),
+        "seconds_per_prompt": round(seconds / max(1, n_prompts), 4),
+        "skipped": skipped,
     }

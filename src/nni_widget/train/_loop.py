@@ -3,15 +3,22 @@
 A run directory holds::
 
     config.json              the TrainConfig (written first, read back on resume)
+    data_manifest.json       real training data: source, version, licence, hashes, held-out split
     train_log.csv            step, loss, dice, ce, lr, followup_p, rounds, seconds
-    checkpoint_latest.pt     network, optimiser, step, elapsed time, RNG states (resumable)
+    checkpoint_latest.pt     network, optimiser, grad scaler, step, elapsed time, RNG states
     model/                   the exported model folder (official layout; engine-loadable)
+
+On CUDA the forward passes run under fp16 autocast with a gradient scaler (``cfg.amp``). Under
+``torchrun`` (``WORLD_SIZE`` > 1) the network is wrapped in DistributedDataParallel (NCCL on CUDA,
+gloo on CPU); every rank samples its own batch from its own seed, rank 0 alone logs, checkpoints
+and exports.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import json
 import logging
 import os
 import time
@@ -24,9 +31,9 @@ import torch.nn.functional as F
 
 from nni_widget.model import build_network_from_plans, save_model_folder
 from nni_widget.train._config import TrainConfig
-from nni_widget.train._data import PhantomPool, make_sample
+from nni_widget.train._pools import TrainPool, make_sample
 
-__all__ = ["CONFIGURATION", "TRAINER_NAME", "dice_ce_loss", "train"]
+__all__ = ["CONFIGURATION", "TRAINER_NAME", "amp_enabled", "dice_ce_loss", "train"]
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +41,7 @@ CONFIGURATION = "3d_fullres"
 TRAINER_NAME = "nni_widget.train"
 CHECKPOINT = "checkpoint_latest.pt"
 LOG_FIELDS = ("step", "loss", "dice", "ce", "lr", "followup_p", "rounds", "seconds")
+MANIFEST = "data_manifest.json"
 
 
 def dice_ce_loss(
@@ -121,10 +129,11 @@ def _make_optimizer(cfg: TrainConfig, net: torch.nn.Module) -> torch.optim.Optim
     return torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def _save_checkpoint(path: Path, net, opt, step: int, elapsed: float, rng: np.random.Generator) -> None:
+def _save_checkpoint(path: Path, net, opt, scaler, step: int, elapsed: float, rng: np.random.Generator) -> None:
     state = {
         "network": net.state_dict(),
         "optimizer": opt.state_dict(),
+        "scaler": scaler.state_dict(),
         "step": step,
         "elapsed": elapsed,
         "numpy_rng": rng.bit_generator.state,
@@ -135,10 +144,12 @@ def _save_checkpoint(path: Path, net, opt, step: int, elapsed: float, rng: np.ra
     os.replace(tmp, path)
 
 
-def _load_checkpoint(path: Path, net, opt, rng: np.random.Generator, device) -> tuple[int, float]:
+def _load_checkpoint(path: Path, net, opt, scaler, rng: np.random.Generator, device) -> tuple[int, float]:
     state = torch.load(path, map_location=device, weights_only=True)
     net.load_state_dict(state["network"])
     opt.load_state_dict(state["optimizer"])
+    if state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
     rng.bit_generator.state = state["numpy_rng"]
     torch.set_rng_state(state["torch_rng"].cpu())
     return int(state["step"]), float(state["elapsed"])
@@ -161,6 +172,41 @@ def build_network(cfg: TrainConfig, device: torch.device | str = "cpu"):
     return plans, net.to(device)
 
 
+def amp_enabled(cfg: TrainConfig, device: torch.device | str) -> bool:
+    """Mixed precision (fp16 autocast + GradScaler) is used on CUDA only, when ``cfg.amp``."""
+    return bool(cfg.amp) and torch.device(device).type == "cuda"
+
+
+def _distributed() -> tuple[int, int]:
+    """(rank, world size) from the torchrun environment; (0, 1) outside torchrun."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def _init_distributed(device: torch.device) -> bool:
+    """Join the torchrun process group; True when this call created it (and must destroy it)."""
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        return False
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return True
+
+
+def prepare_real_data(cfg: TrainConfig) -> list:
+    """The prepared real volumes of ``cfg.real_sources`` (held-out structures removed)."""
+    from nni_widget.data import prepare_real
+
+    return [prepare_real(name) for name in cfg.real_sources]
+
+
+def _init_weights_from(net: torch.nn.Module, folder: str) -> None:
+    from nni_widget.model import load_model_folder
+
+    bundle = load_model_folder(folder)
+    net.load_state_dict(bundle.network.state_dict())
+    logger.info("initialised the weights from %s", folder)
+
+
 def train(
     cfg: TrainConfig,
     out: str | os.PathLike[str],
@@ -169,8 +215,9 @@ def train(
     progress: bool = True,
     licence: str | None = None,
     export: bool = True,
+    real_volumes: list | None = None,
 ) -> Path:
-    """Train a model on procedural phantoms and export it.
+    """Train a model on phantoms (and real volumes, ``cfg.real_sources``) and export it.
 
     Args:
         cfg: the configuration (saved to ``out/config.json``; on resume the saved one must match).
@@ -179,12 +226,14 @@ def train(
         progress: show a tqdm progress bar.
         licence: text of the exported model's LICENSE file (first line a licence id).
         export: write the model folder ``out/model`` at the end.
+        real_volumes: already prepared real volumes (default: prepared from ``cfg.real_sources``).
 
     Returns:
         The exported model folder (or the run directory when ``export`` is False).
     """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    rank, world = _distributed()
+    main_rank = rank == 0
     ckpt_path, log_path = out / CHECKPOINT, out / "train_log.csv"
     resuming = resume and ckpt_path.is_file()
     if resuming and (out / "config.json").is_file():
@@ -194,23 +243,53 @@ def train(
             raise ValueError(
                 f"{out} holds a run with a different config ({sorted(changed)}); use a new --out"
             )
-    cfg.save(out / "config.json")
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
     device = _device(cfg.device)
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
+    own_group = False
+    if world > 1:
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+            torch.cuda.set_device(device)
+        own_group = _init_distributed(device)
+    if main_rank:
+        out.mkdir(parents=True, exist_ok=True)
+        cfg.save(out / "config.json")
+    torch.manual_seed(cfg.seed)  # the same initial weights on every rank
+    rng = np.random.default_rng(cfg.seed + 1000 * rank)  # but each rank its own data
     plans, net = build_network(cfg, device)
+    if cfg.init_checkpoint and not resuming:
+        _init_weights_from(net, cfg.init_checkpoint)
     opt = _make_optimizer(cfg, net)
+    use_amp = amp_enabled(cfg, device)
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     step, elapsed = 0, 0.0
     if resuming:
-        step, elapsed = _load_checkpoint(ckpt_path, net, opt, rng, device)
+        step, elapsed = _load_checkpoint(ckpt_path, net, opt, scaler, rng, device)
+        if rank:  # the checkpoint holds rank 0's generator; other ranks move away from it
+            rng = np.random.default_rng([cfg.seed, rank, step])
         logger.info("resumed %s at step %d", ckpt_path, step)
-    pool = PhantomPool(cfg, rng)
+    if real_volumes is None:
+        real_volumes = prepare_real_data(cfg)
+    if main_rank and real_volumes:
+        from nni_widget.data import real_manifest
+
+        (out / MANIFEST).write_text(json.dumps(real_manifest(real_volumes), indent=2) + "\n", encoding="utf-8")
+    pool = TrainPool(cfg, rng, real_volumes)
+    model = net
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        # the coarsest deep-supervision head has loss weight 0, so it gets no gradient
+        model = DistributedDataParallel(net, find_unused_parameters=cfg.deep_supervision)
+
+    def autocast():
+        return torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp)
 
     @torch.no_grad()
     def predict(x: torch.Tensor) -> torch.Tensor:
-        o = net(x[None].to(device))
+        with autocast():
+            o = net(x[None].to(device))  # the bare module: no gradient sync for a no-grad pass
         o = o[0] if isinstance(o, (list, tuple)) else o
         return (o[0, 1] > o[0, 0]).cpu()
 
@@ -218,12 +297,16 @@ def train(
         samples = [make_sample(pool, cfg, rng, predict, p_follow) for _ in range(cfg.batch_size)]
         x = torch.stack([s.x for s in samples]).to(device)
         y = torch.stack([s.y for s in samples]).to(device)
-        loss, dice, ce = _deep_loss(net(x), y)
+        with autocast():
+            outputs = model(x)
+        loss, dice, ce = _deep_loss(outputs, y)  # in float32 (dice_ce_loss casts the logits)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        scaler.scale(loss).backward()
         if cfg.grad_clip > 0:
+            scaler.unscale_(opt)
             torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
-        opt.step()
+        scaler.step(opt)
+        scaler.update()
         rounds = float(np.mean([s.rounds for s in samples]))
         return {
             "loss": float(loss.detach()),
@@ -235,12 +318,16 @@ def train(
     new_log = not (resuming and log_path.is_file())
     t_start = time.perf_counter() - elapsed
     with contextlib.ExitStack() as stack:
-        log_file = stack.enter_context(open(log_path, "w" if new_log else "a", newline="", encoding="utf-8"))
-        writer = csv.DictWriter(log_file, LOG_FIELDS)
-        if new_log:
-            writer.writeheader()
+        writer = log_file = None
+        if main_rank:
+            log_file = stack.enter_context(
+                open(log_path, "w" if new_log else "a", newline="", encoding="utf-8")
+            )
+            writer = csv.DictWriter(log_file, LOG_FIELDS)
+            if new_log:
+                writer.writeheader()
         bar = None
-        if progress:
+        if progress and main_rank:
             from tqdm.auto import tqdm
 
             bar = stack.enter_context(
@@ -250,7 +337,7 @@ def train(
         lr, p_follow = cfg.lr, cfg.followup_start
         while step < cfg.steps:
             elapsed = time.perf_counter() - t_start
-            if cfg.time_limit_s > 0 and elapsed >= cfg.time_limit_s:
+            if _time_up(cfg, elapsed, world, device):
                 logger.info("time limit reached at step %d", step)
                 break
             frac = _progress(cfg, step, elapsed)
@@ -264,17 +351,26 @@ def train(
                 bar.update(1)
                 bar.set_postfix(loss=f"{np.mean(acc['loss'][-20:]):.3f}", lr=f"{lr:.2g}")
             if step % cfg.log_every == 0 or step == cfg.steps:
-                _write_row(writer, step, acc, lr, p_follow, time.perf_counter() - t_start)
-                log_file.flush()
+                if writer is not None:
+                    _write_row(writer, step, acc, lr, p_follow, time.perf_counter() - t_start)
+                    log_file.flush()
                 acc = {k: [] for k in acc}
-            if step % cfg.checkpoint_every == 0:
-                _save_checkpoint(ckpt_path, net, opt, step, time.perf_counter() - t_start, rng)
+            if step % cfg.checkpoint_every == 0 and main_rank:
+                _save_checkpoint(ckpt_path, net, opt, scaler, step, time.perf_counter() - t_start, rng)
             if cfg.refresh_every and step % cfg.refresh_every == 0:
                 pool.refresh()
-        if acc["loss"]:  # steps since the last row (a time limit ended the run)
+        if acc["loss"] and writer is not None:  # steps since the last row (a time limit ended the run)
             _write_row(writer, step, acc, lr, p_follow, time.perf_counter() - t_start)
     elapsed = time.perf_counter() - t_start
-    _save_checkpoint(ckpt_path, net, opt, step, elapsed, rng)
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+        if own_group:
+            dist.destroy_process_group()
+    if not main_rank:
+        return out
+    _save_checkpoint(ckpt_path, net, opt, scaler, step, elapsed, rng)
     if not export:
         return out
     net.deep_supervision = False
@@ -286,7 +382,13 @@ def train(
         interaction_decay=cfg.interaction_decay,
         point_radius=cfg.point_radius,
         trainer_name=TRAINER_NAME,
-        extra={"train_config": cfg.to_dict(), "steps": step, "seconds": round(elapsed, 1)},
+        extra={
+            "train_config": cfg.to_dict(),
+            "steps": step,
+            "cumulative_steps": _initial_steps(cfg) + step,
+            "seconds": round(elapsed, 1),
+            "world_size": world,
+        },
         licence=licence,
         current_epoch=step,
     ).parents[1]
@@ -294,8 +396,36 @@ def train(
     return folder
 
 
+def _initial_steps(cfg: TrainConfig) -> int:
+    """Steps behind the weights a run started from (``init_checkpoint``), 0 from scratch."""
+    if not cfg.init_checkpoint:
+        return 0
+    from nni_widget.model import load_model_folder
+
+    extra = load_model_folder(cfg.init_checkpoint).extra
+    return int(extra.get("cumulative_steps", extra.get("steps", 0)))
+
+
+def _time_up(cfg: TrainConfig, elapsed: float, world: int, device: torch.device) -> bool:
+    """Whether the time limit is reached; under DDP every rank follows rank 0's clock (no rank may
+    stop alone, or the others would wait in the gradient all-reduce forever)."""
+    if cfg.time_limit_s <= 0:
+        return False
+    up = elapsed >= cfg.time_limit_s
+    if world > 1:
+        import torch.distributed as dist
+
+        flag = torch.tensor([1.0 if up else 0.0], device=device if device.type == "cuda" else "cpu")
+        dist.broadcast(flag, 0)
+        up = bool(flag.item())
+    return up
+
+
 # settings a resumed run may change (schedule length, logging, hardware)
-_RESUMABLE = {"steps", "time_limit_s", "log_every", "checkpoint_every", "num_threads", "device", "extra"}
+_RESUMABLE = {
+    "steps", "time_limit_s", "log_every", "checkpoint_every", "num_threads", "device", "extra", "amp",
+    "init_checkpoint",
+}  # fmt: skip
 
 
 def read_log(path: str | os.PathLike[str]) -> list[dict[str, Any]]:

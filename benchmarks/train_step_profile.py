@@ -1,0 +1,74 @@
+"""Where a training step's time goes: data (pool items, simulated interactions) versus the network.
+
+    OMP_NUM_THREADS=1 python benchmarks/train_step_profile.py [--real] [--steps 20]
+
+Uses the configuration of tools/train_default_model.py. Prints the mean time of a pool refresh (one
+new augmented item), of one sample (simulated user, follow-up rounds with the network's own
+prediction) and of one optimiser step (forward + backward of a batch), in milliseconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+
+from train_default_model import DEFAULT_CONFIG  # noqa: E402
+
+from nni_widget.train import TrainConfig, TrainPool, build_network, dice_ce_loss, make_sample  # noqa: E402
+from nni_widget.train._loop import prepare_real_data  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--real", action="store_true", help="include the real sources (fetched if needed)")
+    parser.add_argument("--steps", type=int, default=20)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    cfg = TrainConfig.from_dict({
+        **DEFAULT_CONFIG.to_dict(), "n_phantoms": 6, "n_real": 6,
+        "real_sources": DEFAULT_CONFIG.real_sources if args.real else (),
+    })  # fmt: skip
+    t = time.perf_counter()
+    real = prepare_real_data(cfg)
+    prep = time.perf_counter() - t
+    rng = np.random.default_rng(0)
+    pool = TrainPool(cfg, rng, real)
+    _, net = build_network(cfg)
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
+
+    @torch.no_grad()
+    def predict(x):
+        o = net(x[None])
+        o = o[0] if isinstance(o, (list, tuple)) else o
+        return o[0, 1] > o[0, 0]
+
+    timings: dict[str, list[float]] = {"refresh": [], "sample": [], "step": []}
+    for _ in range(args.steps):
+        t = time.perf_counter()
+        pool.refresh()
+        timings["refresh"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        samples = [make_sample(pool, cfg, rng, predict, 0.75) for _ in range(cfg.batch_size)]
+        timings["sample"].append((time.perf_counter() - t) / cfg.batch_size)
+        t = time.perf_counter()
+        x, y = torch.stack([s.x for s in samples]), torch.stack([s.y for s in samples])
+        out = net(x)
+        loss = dice_ce_loss(out[0] if isinstance(out, (list, tuple)) else out, y)[0]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        timings["step"].append(time.perf_counter() - t)
+    print(f"real data preparation: {prep:.1f} s ({len(real)} sources)")
+    for k, v in timings.items():
+        print(f"{k:8s} median {1000 * np.median(v):7.1f} ms   mean {1000 * np.mean(v):7.1f} ms")
+
+
+if __name__ == "__main__":
+    main()

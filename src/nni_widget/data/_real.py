@@ -1,0 +1,264 @@
+"""Real volumes prepared for training: the held-out split, instances, merges and pseudo-labels.
+
+- **Split.** :data:`HELD_OUT` names the structures reserved for validation (deep grey nuclei,
+  hippocampus, amygdala, ventricles). They are removed from every training label map and no
+  pseudo-label may touch them (:func:`prepare_real`), so they are never a training target.
+- **Instances.** Semantic labels become instances: the connected components of each label
+  (:func:`instances_from_semantic`).
+- **Merges.** Related instances (same structure family, touching bounding boxes, see
+  :func:`related_instances`) may be merged into one target, which teaches ambiguity (DESIGN §4).
+- **Pseudo-labels.** Unsupervised 3D over-segmentation (SLIC supervoxels, scikit-image) adds
+  open-set objects that carry no anatomical name (:func:`pseudo_labels`).
+
+Arrays are ``(z, y, x)``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+__all__ = [
+    "HELD_OUT",
+    "RealVolume",
+    "held_out_labels",
+    "instances_from_semantic",
+    "prepare_real",
+    "pseudo_labels",
+    "real_manifest",
+    "related_instances",
+]
+
+logger = logging.getLogger(__name__)
+
+#: structures of each source reserved for validation: never a training target
+HELD_OUT: dict[str, tuple[str, ...]] = {
+    "colin27_aal": (
+        "Hippocampus_L", "Hippocampus_R", "Amygdala_L", "Amygdala_R",
+        "Caudate_L", "Caudate_R", "Putamen_L", "Putamen_R",
+        "Pallidum_L", "Pallidum_R", "Thalamus_L", "Thalamus_R",
+    ),
+    "mni152_tissue": ("ventricles",),
+}  # fmt: skip
+
+
+def held_out_labels(source: str, names: Mapping[int, str]) -> set[int]:
+    """Label values of ``source`` that belong to the held-out split.
+
+    Raises:
+        KeyError: a held-out structure name is missing from ``names`` (the split would silently
+            leak otherwise).
+    """
+    wanted = set(HELD_OUT.get(source, ()))
+    found = {v for v, n in names.items() if n in wanted}
+    missing = wanted - {names[v] for v in found}
+    if missing:
+        raise KeyError(f"{source}: held-out structures {sorted(missing)} are not among its labels")
+    return found
+
+
+def instances_from_semantic(
+    semantic: np.ndarray, exclude: Iterable[int] = (), min_voxels: int = 50, max_voxels: int | None = None
+) -> tuple[np.ndarray, dict[int, int]]:
+    """Connected components (26-connectivity) of every semantic label, as an instance map.
+
+    Args:
+        semantic: ``(z, y, x)`` integer label map, 0 background.
+        exclude: label values left out (they become background).
+        min_voxels: smaller components are dropped.
+        max_voxels: larger components are dropped too (None: no limit).
+
+    Returns:
+        ``(instances, semantic_of)``: int32 instance map (1..N) and instance -> semantic value.
+    """
+    semantic = np.asarray(semantic)
+    out = np.zeros(semantic.shape, np.int32)
+    semantic_of: dict[int, int] = {}
+    skip = set(int(v) for v in exclude)
+    objs = ndimage.find_objects(semantic.astype(np.int64, copy=False))
+    structure = np.ones((3, 3, 3), bool)
+    for value, sl in enumerate(objs, start=1):
+        if sl is None or value in skip:
+            continue
+        cc, n = ndimage.label(semantic[sl] == value, structure)
+        if n == 0:
+            continue
+        sizes = np.bincount(cc.ravel())
+        for k in range(1, n + 1):
+            if sizes[k] < min_voxels or (max_voxels is not None and sizes[k] > max_voxels):
+                continue
+            new = len(semantic_of) + 1
+            out[sl][cc == k] = new
+            semantic_of[new] = value
+    return out, semantic_of
+
+
+def _family(name: str) -> str:
+    """Structure family of a name: ``Frontal_Sup_Orb_L`` -> ``Frontal``; ``grey_matter`` -> ``tissue``."""
+    if name in ("grey_matter", "white_matter"):
+        return "tissue"
+    return name.split("_")[0]
+
+
+def related_instances(
+    instances: np.ndarray, semantic_of: Mapping[int, int], names: Mapping[int, str], gap: int = 2
+) -> dict[int, tuple[int, ...]]:
+    """Instances that may be merged with each one: same family, bounding boxes within ``gap`` voxels."""
+    boxes = ndimage.find_objects(instances)
+    out: dict[int, tuple[int, ...]] = {}
+    for a, sa in semantic_of.items():
+        ba = boxes[a - 1]
+        partners = []
+        for b, sb in semantic_of.items():
+            if b == a or _family(names.get(sa, "")) != _family(names.get(sb, "")):
+                continue
+            bb = boxes[b - 1]
+            if all(x.start <= y.stop + gap and y.start <= x.stop + gap for x, y in zip(ba, bb)):
+                partners.append(b)
+        out[a] = tuple(partners)
+    return out
+
+
+def pseudo_labels(
+    image: np.ndarray,
+    foreground: np.ndarray,
+    forbidden: np.ndarray | None = None,
+    *,
+    n_segments: int = 800,
+    compactness: float = 0.1,
+    downsample: int = 2,
+    min_voxels: int = 200,
+) -> np.ndarray:
+    """Open-set objects from an unsupervised over-segmentation (SLIC supervoxels).
+
+    SLIC runs on the image downsampled by ``downsample`` (cost) and is brought back by repetition.
+    Supervoxels that touch ``forbidden`` voxels (the held-out structures) or are smaller than
+    ``min_voxels`` are dropped.
+
+    Args:
+        image: ``(z, y, x)`` float image.
+        foreground: where supervoxels may lie (e.g. the head).
+        forbidden: voxels no pseudo-label may contain.
+
+    Returns:
+        int32 map of supervoxels (1..N, relabelled consecutively), 0 elsewhere.
+    """
+    from skimage.segmentation import slic
+
+    d = max(1, int(downsample))
+    small = np.asarray(image, np.float32)[::d, ::d, ::d]
+    mask = np.asarray(foreground, bool)[::d, ::d, ::d]
+    if not mask.any():
+        return np.zeros(image.shape, np.int32)
+    lo, hi = np.percentile(small[mask], (1, 99))
+    norm = np.clip((small - lo) / max(hi - lo, 1e-6), 0, 1)
+    seg = slic(norm, n_segments=n_segments, compactness=compactness, channel_axis=None, mask=mask,
+               start_label=1)  # fmt: skip
+    if d > 1:
+        seg = np.repeat(np.repeat(np.repeat(seg, d, 0), d, 1), d, 2)
+        seg = seg[: image.shape[0], : image.shape[1], : image.shape[2]]
+        pad = [(0, n - s) for n, s in zip(image.shape, seg.shape)]
+        seg = np.pad(seg, pad, mode="edge")
+    seg = np.where(np.asarray(foreground, bool), seg, 0)
+    sizes = np.bincount(seg.ravel())
+    keep = sizes >= min_voxels
+    keep[0] = False
+    if forbidden is not None:
+        keep[np.unique(seg[np.asarray(forbidden, bool)])] = False
+    lut = np.zeros(len(sizes), np.int32)
+    lut[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
+    return lut[seg]
+
+
+@dataclass
+class RealVolume:
+    """A real volume ready for training (held-out structures already removed).
+
+    Attributes:
+        source: source name (``nni_widget.data.SOURCES``).
+        image: ``(z, y, x)`` float32 image as loaded (not normalised).
+        instances: int32 instance map of the training structures.
+        names: instance -> structure name.
+        related: instance -> instances it may be merged with.
+        pseudo: int32 map of pseudo-label supervoxels (0 where none).
+        held_out: bool mask of the held-out structures (for checks; never a target).
+        manifest: provenance (source, package, version, licence, file hashes, split).
+    """
+
+    source: str
+    image: np.ndarray
+    instances: np.ndarray
+    names: dict[int, str]
+    related: dict[int, tuple[int, ...]]
+    pseudo: np.ndarray
+    held_out: np.ndarray
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+
+def prepare_real(
+    source: str,
+    cache_dir: Any = None,
+    *,
+    n_segments: int = 800,
+    min_voxels: int = 50,
+    max_voxels: int | None = 100_000,
+    with_pseudo: bool = True,
+) -> RealVolume:
+    """Fetch (if needed) and prepare one real source for training.
+
+    Instances above ``max_voxels`` are dropped: whole-brain tissue classes (MNI152 grey and white
+    matter, ~0.6-1.1 M voxels) fill every training window, dominated the loss of a first run and are
+    not the kind of object one segments interactively. The largest AAL region has ~40 k voxels.
+
+    Raises:
+        nni_widget.data.DataFetchError: the source cannot be fetched.
+    """
+    from nni_widget.data._sources import SOURCES, data_cache_dir, load_real
+
+    volume, semantic, names = load_real(source, cache_dir)
+    image = np.asarray(volume.array, np.float32)
+    held = held_out_labels(source, names)
+    held_mask = np.isin(semantic, sorted(held))
+    instances, semantic_of = instances_from_semantic(semantic, held, min_voxels, max_voxels)
+    assert not (instances.astype(bool) & held_mask).any()
+    inst_names = {i: names.get(s, str(s)) for i, s in semantic_of.items()}
+    related = related_instances(instances, semantic_of, names)
+    if with_pseudo:
+        # grey-ish head voxels: background air is dark on these T1 templates
+        head = ndimage.binary_fill_holes(image > np.percentile(image[image > 0], 20))
+        pseudo = pseudo_labels(image, head, held_mask, n_segments=n_segments)
+    else:
+        pseudo = np.zeros(image.shape, np.int32)
+    src = SOURCES[source]
+    folder = data_cache_dir(cache_dir) / source
+    fetched = json.loads((folder / "manifest.json").read_text())
+    manifest = {
+        "source": source,
+        "package": src.package,
+        "kind": src.kind,
+        "version": src.version,
+        "licence": src.licence,
+        "licence_url": src.licence_url,
+        "distribution": fetched.get("distribution"),
+        "distribution_sha256": fetched.get("distribution_sha256"),
+        "files": {r: e["sha256"] for r, e in fetched.get("files", {}).items()},
+        "shape": list(image.shape),
+        "held_out": sorted(names[v] for v in held),
+        "held_out_labels": sorted(int(v) for v in held),
+        "training_instances": len(inst_names),
+        "pseudo_labels": int(pseudo.max()),
+    }
+    logger.info("%s: %d training instances, %d pseudo-labels, held out %s", source, len(inst_names),
+                manifest["pseudo_labels"], manifest["held_out"])  # fmt: skip
+    return RealVolume(source, image, instances, inst_names, related, pseudo, held_mask, manifest)
+
+
+def real_manifest(volumes: Sequence[RealVolume]) -> dict[str, Any]:
+    """One manifest for the real training data of a run (one entry per volume)."""
+    return {"volumes": [v.manifest for v in volumes], "held_out": {k: list(v) for k, v in HELD_OUT.items()}}

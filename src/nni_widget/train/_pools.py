@@ -1,0 +1,240 @@
+"""Training data: pools of augmented volumes with targets, and samples with simulated users.
+
+A pool holds *items*: a z-scored image, one or more label maps (instances, pseudo-labels) and the
+targets they define. Items are phantoms (``make_phantom``) or crops of real volumes around one of
+their training structures (:func:`nni_widget.data.prepare_real`; the held-out structures were
+removed there). Spatial augmentation runs when an item is made, on the image *and* its label maps,
+so the prompts simulated later sit on the augmented objects; intensity augmentation runs at every
+draw. :func:`make_sample` then plays one interaction sequence with a simulated user of
+:mod:`nni_widget.simulation` and encodes the last state as a training window.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from nni_widget.data import make_phantom
+from nni_widget.simulation import make_user, simulate_prompt
+from nni_widget.train._augment import AugmentParams, intensity_augment, spatial_augment
+from nni_widget.train._config import TrainConfig
+from nni_widget.train._data import (
+    Interaction,
+    build_input,
+    extra_zoom,
+    upsample_prediction,
+    window_target,
+    zscore,
+)
+
+__all__ = ["Item", "PhantomPool", "Sample", "Target", "TrainPool", "make_sample"]
+
+MIN_TARGET_VOXELS = 20
+
+
+@dataclass(frozen=True)
+class Target:
+    """An object of an item: ``maps[layer] == label``; ``partners`` may be merged with it."""
+
+    layer: int
+    label: int
+    kind: str
+    partners: tuple[int, ...] = ()
+
+
+@dataclass
+class Item:
+    """An augmented volume: ``image`` float32 ``(z, y, x)``, label ``maps``, and its ``targets``."""
+
+    image: np.ndarray
+    maps: list[np.ndarray]
+    targets: list[Target]
+    origin: str = "phantom"
+
+
+def augment_params(cfg: TrainConfig) -> AugmentParams:
+    """The :class:`AugmentParams` of a configuration."""
+    return AugmentParams(
+        rotation_p=cfg.rotation_p, rotation_deg=cfg.rotation_deg, scale_p=cfg.scale_p,
+        scale_range=tuple(cfg.scale_range), axis_scale_p=cfg.axis_scale_p,  # type: ignore[arg-type]
+        axis_scale_range=tuple(cfg.axis_scale_range), elastic_p=cfg.elastic_p,  # type: ignore[arg-type]
+        flip_p=cfg.flip_p, transpose_p=cfg.transpose_p, max_edge=cfg.max_edge, noise_p=cfg.noise_p,
+        blur_p=cfg.blur_p, brightness_p=cfg.brightness_p, contrast_p=cfg.contrast_p,
+        gamma_p=cfg.gamma_p, invert_p=cfg.invert_p,
+    )  # fmt: skip
+
+
+def _finish(image, maps, targets, rng, params, origin) -> Item:
+    """Spatially augment and keep the targets that still have ``MIN_TARGET_VOXELS`` voxels."""
+    image, maps = spatial_augment(image, maps, rng, params)
+    counts = [np.bincount(m.ravel().astype(np.int64)) for m in maps]
+    kept = [t for t in targets if t.label < len(counts[t.layer]) and counts[t.layer][t.label] >= MIN_TARGET_VOXELS]
+    kept = [Target(t.layer, t.label, t.kind, tuple(p for p in t.partners if p < len(counts[t.layer])
+                                                    and counts[t.layer][p] >= MIN_TARGET_VOXELS))
+            for t in kept]  # fmt: skip
+    return Item(image, [m.astype(np.int32, copy=False) for m in maps], kept, origin)
+
+
+def phantom_item(cfg: TrainConfig, rng: np.random.Generator, params: AugmentParams) -> Item:
+    """A random phantom; an organ may be merged with its lesions, a lesion with its organ."""
+    shape = cfg.phantom_shapes[rng.integers(len(cfg.phantom_shapes))]
+    spacing = cfg.phantom_spacings[rng.integers(len(cfg.phantom_spacings))]
+    image, labels, objects = make_phantom(shape, int(rng.integers(2**31)), spacing, return_info=True)
+    targets = []
+    for o in objects:
+        partners = tuple(c.label for c in objects if c.parent == o.label) or ((o.parent,) if o.parent else ())
+        targets.append(Target(0, o.label, o.kind, partners))
+    return _finish(zscore(image), [labels], targets, rng, params, "phantom")
+
+
+def real_item(volume, cfg: TrainConfig, rng: np.random.Generator, params: AugmentParams) -> Item:
+    """A crop of a prepared real volume around one training structure or pseudo-label.
+
+    The crop is the object's bounding box plus a random margin (``real_margin``), at least
+    ``real_min_edge`` and at most ``real_max_edge`` per axis, shifted at random; it is z-scored on its
+    own (as the engine z-scores what it is given).
+    """
+    has_pseudo, has_instances = bool(volume.pseudo.any()), bool(volume.instances.any())
+    if not (has_pseudo or has_instances):
+        raise ValueError(f"{volume.source} has neither training instances nor pseudo-labels")
+    use_pseudo = has_pseudo and (not has_instances or rng.random() < cfg.pseudo_p)
+    layer_map = volume.pseudo if use_pseudo else volume.instances
+    n = int(layer_map.max())
+    label = int(rng.integers(1, n + 1))
+    while not (layer_map == label).any():  # relabelled maps are dense; this guards hand-made ones
+        label = int(rng.integers(1, n + 1))
+    idx = np.argwhere(layer_map == label)
+    lo, hi = idx.min(0), idx.max(0) + 1
+    margin = rng.integers(cfg.real_margin[0], cfg.real_margin[1] + 1, 3)
+    size = np.clip(hi - lo + 2 * margin, cfg.real_min_edge, cfg.real_max_edge)
+    centre = (lo + hi) / 2 + rng.uniform(-0.15, 0.15, 3) * (hi - lo)
+    start = np.clip(np.round(centre - size / 2).astype(int), 0, np.maximum(0, np.array(layer_map.shape) - size))
+    sl = tuple(slice(int(a), int(a + s)) for a, s in zip(start, size))
+    image = zscore(volume.image[sl])
+    maps = [volume.instances[sl], volume.pseudo[sl]]
+    targets = [Target(0, int(v), volume.names.get(int(v), "structure"), volume.related.get(int(v), ()))
+               for v in np.unique(maps[0]) if v]  # fmt: skip
+    targets += [Target(1, int(v), "pseudo") for v in np.unique(maps[1]) if v]
+    return _finish(image, maps, targets, rng, params, volume.source)
+
+
+class TrainPool:
+    """An in-memory pool of augmented items, refreshed one at a time during training.
+
+    Args:
+        cfg: the run's configuration (``n_phantoms`` phantom items, ``n_real`` real crops).
+        rng: the generator every random choice draws from.
+        real_volumes: prepared real volumes (:func:`nni_widget.data.prepare_real`); none: phantoms only.
+    """
+
+    def __init__(self, cfg: TrainConfig, rng: np.random.Generator, real_volumes: Sequence = ()):
+        self.cfg, self.rng, self.real = cfg, rng, list(real_volumes)
+        self.params = augment_params(cfg)
+        n_real = cfg.n_real if self.real else 0
+        self.kinds = ["phantom"] * cfg.n_phantoms + ["real"] * n_real
+        if not self.kinds:
+            raise ValueError("the pool is empty: set n_phantoms, or n_real with real data")
+        self.items = [self._make(k) for k in self.kinds]
+
+    def _make(self, kind: str) -> Item:
+        for _ in range(20):
+            if kind == "real":
+                vol = self.real[int(self.rng.integers(len(self.real)))]
+                item = real_item(vol, self.cfg, self.rng, self.params)
+            else:
+                item = phantom_item(self.cfg, self.rng, self.params)
+            if item.targets:
+                return item
+        raise RuntimeError(f"could not make a {kind} item with a target left after augmentation")
+
+    def refresh(self) -> None:
+        """Replace one random item by a new one of the same kind."""
+        i = int(self.rng.integers(len(self.items)))
+        self.items[i] = self._make(self.kinds[i])
+
+    def draw(self) -> tuple[torch.Tensor, torch.Tensor, Item, Target]:
+        """A random item and target: intensity-augmented image and the target's bool mask.
+
+        A target may be merged with some of its related instances (``merge_nested_p``).
+        """
+        item = self.items[int(self.rng.integers(len(self.items)))]
+        by_layer = [[t for t in item.targets if t.layer == k] for k in range(len(item.maps))]
+        # pseudo-labels (layer 1) with probability pseudo_p, whatever their number in the crop
+        pseudo = len(by_layer) > 1 and bool(by_layer[1])
+        layer = 1 if pseudo and (not by_layer[0] or self.rng.random() < self.cfg.pseudo_p) else 0
+        choices = by_layer[layer]
+        t = choices[int(self.rng.integers(len(choices)))]
+        layer = item.maps[t.layer]
+        gt = layer == t.label
+        if t.partners and self.rng.random() < self.cfg.merge_nested_p:
+            k = int(self.rng.integers(1, min(2, len(t.partners)) + 1))
+            for p in self.rng.choice(np.asarray(t.partners), k, replace=False):
+                gt |= layer == int(p)
+        image = intensity_augment(item.image, self.rng, self.params)
+        return torch.from_numpy(image), torch.from_numpy(gt), item, t
+
+
+PhantomPool = TrainPool  # the phantom-only pool of earlier versions is a TrainPool without real data
+
+
+@dataclass
+class Sample:
+    """One training sample: network input ``(8, *P)``, target ``(*P)`` uint8, and what made it."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    kinds: list[str]
+    rounds: int
+    user: str = ""
+
+
+Predictor = Callable[[torch.Tensor], torch.Tensor]  # (8, *P) input -> (*P) bool foreground
+
+
+def make_sample(
+    pool: TrainPool,
+    cfg: TrainConfig,
+    rng: np.random.Generator,
+    predict: Predictor | None,
+    p_followup: float,
+) -> Sample:
+    """Play one interaction sequence with a simulated user and encode its last state.
+
+    The first prompt is :func:`nni_widget.simulation.simulate_prompt` on the object, its type drawn
+    from ``cfg.prompt_probs``. Each further round (probability ``p_followup``, at most
+    ``cfg.max_rounds`` prompts) runs the current network (``predict``, no gradient) on the window,
+    commits its prediction as the previous segmentation, and asks a user from
+    :func:`nni_widget.simulation.make_user` (random, sunk-cost or single-interaction, per
+    ``cfg.users``) for a correction of the error; older prompts decay by ``cfg.interaction_decay``.
+    """
+    for _ in range(10):
+        image, gt, _, _ = pool.draw()
+        gt_np = gt.numpy()
+        probs = np.asarray(cfg.prompt_probs) / sum(cfg.prompt_probs)
+        kind = str(cfg.prompt_kinds[rng.choice(len(probs), p=probs)])
+        prompt = simulate_prompt(gt_np, None, kind, rng, min_size=cfg.min_error_voxels)  # type: ignore[arg-type]
+        if prompt is not None:
+            break
+    else:
+        raise RuntimeError("no prompt could be simulated for 10 targets in a row")
+    user_name = str(cfg.users[int(rng.integers(len(cfg.users)))])
+    user = make_user(user_name, rng, kinds=cfg.prompt_kinds, min_size=cfg.min_error_voxels)  # type: ignore[arg-type]
+    user.kind = kind  # type: ignore[assignment]  # sunk-cost / single users go on with the first type
+    kinds = [kind]
+    inter = Interaction(tuple(image.shape), cfg.interaction_decay, cfg.point_radius, cfg.patch_size)
+    center, zoom = inter.add(prompt)
+    while predict is not None and len(kinds) < cfg.max_rounds and rng.random() < p_followup:
+        zoom = extra_zoom(zoom, cfg, rng)
+        x, frame, scaled = build_input(image, inter, center, zoom, cfg.loss_patch)
+        inter.commit(upsample_prediction(predict(x), scaled), frame)
+        prompt = user.next_prompt(gt_np, inter.mask.numpy().astype(bool))
+        if prompt is None:
+            break
+        kinds.append(prompt.kind)
+        center, zoom = inter.add(prompt)
+    zoom = extra_zoom(zoom, cfg, rng)
+    x, frame, scaled = build_input(image, inter, center, zoom, cfg.loss_patch)
+    return Sample(x, window_target(gt, frame, scaled, cfg.loss_patch), kinds, len(kinds), user_name)

@@ -1,0 +1,196 @@
+"""Tests of the training data: held-out split, instances, merges, pseudo-labels, pools and samples."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from nni_widget.data import (
+    HELD_OUT,
+    DataFetchError,
+    RealVolume,
+    held_out_labels,
+    instances_from_semantic,
+    prepare_real,
+    pseudo_labels,
+    related_instances,
+)
+from nni_widget.data import _sources as S
+from nni_widget.train import TrainConfig, TrainPool, make_sample
+from nni_widget.train._pools import augment_params, real_item
+
+TINY = {
+    "features": (4, 8),
+    "blocks": (1, 1),
+    "patch_size": (16, 16, 16),
+    "n_phantoms": 2,
+    "phantom_shapes": ((32, 48, 48),),
+    "num_threads": 1,
+    "device": "cpu",
+}
+
+
+def _semantic(shape=(40, 48, 48)):
+    """Two components of label 5, one of label 7, a held-out label 9 touching label 7."""
+    sem = np.zeros(shape, np.int32)
+    sem[2:10, 2:10, 2:10] = 5
+    sem[20:30, 2:10, 2:10] = 5
+    sem[10:20, 20:40, 20:40] = 7
+    sem[20:30, 20:40, 20:40] = 9
+    return sem
+
+
+def test_held_out_split_is_the_issue_list():
+    assert set(HELD_OUT["colin27_aal"]) == {
+        f"{s}_{side}" for s in ("Hippocampus", "Amygdala", "Caudate", "Putamen", "Pallidum", "Thalamus")
+        for side in "LR"
+    }  # fmt: skip
+    assert HELD_OUT["mni152_tissue"] == ("ventricles",)
+    names = {37: "Hippocampus_L", 3: "ventricles", 1: "grey_matter"}
+    with pytest.raises(KeyError, match="not among its labels"):  # a missing name must not leak silently
+        held_out_labels("colin27_aal", names)
+    assert held_out_labels("mni152_tissue", names) == {3}
+
+
+def test_instances_from_semantic_splits_components_and_excludes():
+    inst, semantic_of = instances_from_semantic(_semantic(), exclude={9}, min_voxels=10)
+    assert sorted(semantic_of.values()) == [5, 5, 7]
+    assert inst.dtype == np.int32 and inst.max() == 3
+    assert not inst[20:30, 20:40, 20:40].any()  # the excluded label is background
+    a, b = inst[5, 5, 5], inst[25, 5, 5]
+    assert a != b and semantic_of[a] == semantic_of[b] == 5
+    inst2, _ = instances_from_semantic(_semantic(), min_voxels=1000)
+    assert set(np.unique(inst2)) == {0, 1, 2}  # the 512-voxel cubes are dropped
+    inst3, sem3 = instances_from_semantic(_semantic(), min_voxels=10, max_voxels=1000)
+    assert sorted(sem3.values()) == [5, 5]  # the 4000-voxel blocks are dropped
+
+
+def test_related_instances_need_family_and_proximity():
+    sem = np.zeros((20, 20, 40), np.int32)
+    sem[5:15, 5:15, 0:10] = 1  # Frontal_Sup_L
+    sem[5:15, 5:15, 10:20] = 2  # Frontal_Mid_L, touching 1
+    sem[5:15, 5:15, 30:40] = 3  # Frontal_Inf_L, far away
+    sem[5:15, 5:15, 20:25] = 4  # Temporal_Sup_L, touching 2 but another family
+    names = {1: "Frontal_Sup_L", 2: "Frontal_Mid_L", 3: "Frontal_Inf_L", 4: "Temporal_Sup_L"}
+    inst, semantic_of = instances_from_semantic(sem, min_voxels=1)
+    rel = related_instances(inst, semantic_of, names)
+    by_sem = {semantic_of[i]: {semantic_of[j] for j in v} for i, v in rel.items()}
+    assert by_sem == {1: {2}, 2: {1}, 3: set(), 4: set()}
+
+
+def test_pseudo_labels_avoid_forbidden_voxels():
+    rng = np.random.default_rng(0)
+    image = rng.normal(0, 0.05, (32, 32, 32)).astype(np.float32)
+    image[:, :, 16:] += 1.0
+    fg = np.ones(image.shape, bool)
+    fg[:, :4] = False
+    forbidden = np.zeros(image.shape, bool)
+    forbidden[10:20, 10:20, 10:20] = True
+    seg = pseudo_labels(image, fg, forbidden, n_segments=40, downsample=2, min_voxels=20)
+    assert seg.shape == image.shape and seg.dtype == np.int32
+    assert seg.max() >= 5
+    assert not seg[forbidden].any()
+    assert not seg[~fg].any()
+    assert set(np.unique(seg)) == set(range(int(seg.max()) + 1))  # consecutive labels
+
+
+def _fake_real_volume() -> RealVolume:
+    rng = np.random.default_rng(0)
+    sem = _semantic((48, 64, 64))
+    image = (sem * 10 + rng.normal(0, 1, sem.shape)).astype(np.float32)
+    held = sem == 9
+    inst, semantic_of = instances_from_semantic(sem, exclude={9}, min_voxels=10)
+    names = {i: {5: "Frontal_A_L", 7: "Frontal_B_L"}[s] for i, s in semantic_of.items()}
+    pseudo = pseudo_labels(image, image > -100, held, n_segments=20)
+    return RealVolume("fake", image, inst, names, related_instances(inst, semantic_of, {5: "Frontal_A", 7: "Frontal_B"}),
+                      pseudo, held, {"source": "fake"})  # fmt: skip
+
+
+def test_real_crops_never_target_held_out_structures():
+    vol = _fake_real_volume()
+    assert not (vol.instances.astype(bool) & vol.held_out).any()
+    assert not (vol.pseudo.astype(bool) & vol.held_out).any()
+    cfg = TrainConfig(**TINY, n_real=4, pseudo_p=0.5, merge_nested_p=1.0, real_min_edge=24, real_max_edge=48,
+                      rotation_p=0, scale_p=0, axis_scale_p=0, flip_p=0, transpose_p=0)  # fmt: skip
+    rng = np.random.default_rng(1)
+    for _ in range(8):
+        item = real_item(vol, cfg, rng, augment_params(cfg))
+        assert item.origin == "fake" and item.targets
+        assert {t.layer for t in item.targets} <= {0, 1}
+        assert len(item.maps) == 2 and item.maps[0].shape == item.image.shape
+        # the image is z-scored per crop
+        assert abs(float(item.image.mean())) < 1e-3
+
+
+def test_real_volume_with_pseudo_labels_only():
+    vol = _fake_real_volume()
+    vol.instances[:] = 0  # e.g. MNI152: its tissue classes exceed max_voxels, its ventricles are held out
+    cfg = TrainConfig(**TINY, n_real=2, real_min_edge=24, real_max_edge=48)
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        item = real_item(vol, cfg, rng, augment_params(cfg))
+        assert item.targets and all(t.layer == 1 for t in item.targets)
+    vol.pseudo[:] = 0
+    with pytest.raises(ValueError, match="neither"):
+        real_item(vol, cfg, rng, augment_params(cfg))
+
+
+def test_pool_mixes_phantoms_and_real_and_samples_use_simulated_users():
+    vol = _fake_real_volume()
+    cfg = TrainConfig(**TINY, n_real=3, real_min_edge=24, real_max_edge=48, max_rounds=3)
+    rng = np.random.default_rng(2)
+    pool = TrainPool(cfg, rng, [vol])
+    assert [it.origin for it in pool.items].count("fake") == 3
+    assert [it.origin for it in pool.items].count("phantom") == 2
+    users, rounds = set(), set()
+    for _ in range(12):
+        s = make_sample(pool, cfg, rng, lambda x: x[1] > 0.5, 1.0)
+        assert s.x.shape == (8, 16, 16, 16) and s.y.shape == (16, 16, 16) and s.y.dtype == torch.uint8
+        assert s.user in {"random", "sunk_cost", "single"}
+        assert s.kinds[0] in cfg.prompt_kinds and 1 <= s.rounds <= 3
+        users.add(s.user)
+        rounds.add(s.rounds)
+    assert len(users) >= 2 and max(rounds) > 1
+    a = make_sample(TrainPool(cfg, np.random.default_rng(5), [vol]), cfg, np.random.default_rng(6), None, 0.0)
+    b = make_sample(TrainPool(cfg, np.random.default_rng(5), [vol]), cfg, np.random.default_rng(6), None, 0.0)
+    torch.testing.assert_close(a.x, b.x)  # same seeds, same sample
+
+
+def test_prepare_real_on_a_fake_source(tmp_path, monkeypatch):
+    """prepare_real end to end on a fake registered source: split, manifest, no leak."""
+    sem = _semantic((32, 40, 40))
+    image = (sem * 5 + 1).astype(np.float32)
+
+    def build(files):
+        from nni_widget.io import load_volume
+
+        return load_volume(image), sem, {5: "Frontal_A_L", 7: "Frontal_B_L", 9: "Hippocampus_L"}
+
+    src = S.Source(name="fake_brain", kind="pypi", package="fakepkg", version="1.0", members={}, licence="MIT",
+                   licence_url="https://example.invalid", notice="", modality="test", labels="test", build=build)  # fmt: skip
+    folder = tmp_path / "fake_brain"
+    folder.mkdir()
+    (folder / "manifest.json").write_text('{"package": "fakepkg", "version": "1.0", "files": {}}')
+    monkeypatch.setitem(S.SOURCES, "fake_brain", src)
+    monkeypatch.setitem(HELD_OUT, "fake_brain", ("Hippocampus_L",))
+    vol = prepare_real("fake_brain", tmp_path, n_segments=30)
+    assert vol.manifest["held_out"] == ["Hippocampus_L"] and vol.manifest["licence"] == "MIT"
+    assert vol.manifest["version"] == "1.0" and vol.manifest["training_instances"] == 3
+    assert vol.held_out.sum() == (sem == 9).sum()
+    assert not (vol.instances.astype(bool) & vol.held_out).any()
+    assert not (vol.pseudo.astype(bool) & vol.held_out).any()
+    assert "Hippocampus_L" not in vol.names.values()
+
+
+@pytest.mark.slow
+def test_real_colin27_split():
+    try:
+        vol = prepare_real("colin27_aal")
+    except DataFetchError as exc:
+        pytest.skip(f"Colin27/AAL cannot be fetched: {exc}")
+    assert vol.held_out.sum() > 50_000  # 12 deep structures
+    assert not (vol.instances.astype(bool) & vol.held_out).any()
+    assert not (vol.pseudo.astype(bool) & vol.held_out).any()
+    assert not set(HELD_OUT["colin27_aal"]) & set(vol.names.values())
+    assert vol.manifest["package"] == "mricron-data" and vol.manifest["pseudo_labels"] > 100

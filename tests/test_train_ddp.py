@@ -1,0 +1,43 @@
+"""DistributedDataParallel through torchrun: 2 CPU processes (gloo), a tiny config, two steps."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from nni_widget.model import load_model_folder
+from nni_widget.train import TrainConfig
+
+TINY = {
+    "features": (4, 8),
+    "blocks": (1, 1),
+    "patch_size": (16, 16, 16),
+    "n_phantoms": 2,
+    "phantom_shapes": ((32, 48, 48),),
+    "log_every": 1,
+    "checkpoint_every": 1,
+    "num_threads": 1,
+    "device": "cpu",
+}
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_gloo(tmp_path):
+    cfg_path = TrainConfig(**TINY, steps=2).save(tmp_path / "cfg.json")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "nni_widget.train", "--config", str(cfg_path), "--out", str(tmp_path / "run"), "--quiet"]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = tmp_path / "run"
+    with open(run / "train_log.csv", newline="") as f:
+        assert [int(r["step"]) for r in csv.DictReader(f)] == [1, 2]  # rank 0 alone writes the log
+    bundle = load_model_folder(run / "model")
+    assert bundle.extra["world_size"] == 2 and bundle.extra["steps"] == 2
+    assert torch.load(run / "checkpoint_latest.pt", weights_only=True)["step"] == 2
+    assert proc.stdout.strip().splitlines()[-1].endswith("model")  # rank 0 prints the folder
