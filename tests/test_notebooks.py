@@ -107,3 +107,85 @@ def test_02_simulation_runs(tmp_path: Path):
     # the figures were drawn (matplotlib's inline backend records PNGs)
     pngs = sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
     assert pngs >= 8, f"expected the step-by-step figures, got {pngs} images"
+
+
+def test_03_training_runs(tmp_path: Path):
+    path = NOTEBOOKS / "03_training.ipynb"
+    nb, seconds = _run(path, tmp_path)
+    assert seconds < NOTEBOOK_BUDGET_S, f"{path.name} took {seconds:.0f} s (budget {NOTEBOOK_BUDGET_S} s)"
+
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors, f"error outputs: {[e.get('ename') for e in errors]}"
+    text = _text_outputs(nb)
+
+    # the run trained and exported a model in the official layout
+    trained = [line.split() for line in text.splitlines() if line.startswith("steps trained:")]
+    assert trained and int(trained[0][2]) >= 10, trained
+    assert "plans.json" in text and "fold_0" in text and "train_log.csv" in text
+    # predictions of both models, each with a Dice in [0, 1]
+    dices = [line.split() for line in text.splitlines() if line.startswith("Dice ")]
+    assert len(dices) >= 4, dices
+    assert all(0.0 <= float(fields[-1]) <= 1.0 for fields in dices)
+    assert "held-out phantom Dice of the tiny model" in text
+
+    # figures: augmentation, sample channels, loss curve, predictions (+ real data when fetched)
+    pngs = sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
+    assert pngs >= 4, f"expected the figures, got {pngs} images"
+
+
+def test_04_evaluation_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    path = NOTEBOOKS / "04_evaluation.ipynb"
+    # a reduced run: the quick suite's first two cases (phantoms); the kernel inherits the environment
+    monkeypatch.setenv("NNI_EVAL_NOTEBOOK_CASES", "2")
+    monkeypatch.setenv("NNI_EVAL_NOTEBOOK_OUT", str(tmp_path / "results"))
+    monkeypatch.delenv("NNI_OFFICIAL_WEIGHTS", raising=False)
+    nb, seconds = _run(path, tmp_path)
+    assert seconds < NOTEBOOK_BUDGET_S, f"{path.name} took {seconds:.0f} s (budget {NOTEBOOK_BUDGET_S} s)"
+
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors, f"error outputs: {[e.get('ename') for e in errors]}"
+    text = _text_outputs(nb)
+    assert text.count("case phantom/") == 2, "the reduced run has the first two (phantom) cases"
+    for name in ("nni_widget engine", "random walker", "marker watershed"):
+        assert f"method {name}:" in text
+    assert "skipped official: no official checkpoint" in text
+    # the results table (Markdown output) and the files the CLI would write
+    tables = "\n".join(o["data"].get("text/markdown", "") for c in nb.cells for o in c.get("outputs", [])
+                       if "data" in o)
+    assert "| marker watershed | lasso |" in tables and "Dice 1st" in tables
+    for name in ("results.csv", "results.json", "results.md", "dice_by_prompt.png", "dice_by_method.png"):
+        assert (tmp_path / "results" / name).is_file(), name
+    # curves by prompt and by method, one qualitative figure per prompt kind and one after the clicks
+    pngs = sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
+    assert pngs >= 7, f"expected the curves and the qualitative figures, got {pngs} images"
+
+
+def test_01_quickstart_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    path = NOTEBOOKS / "01_quickstart.ipynb"
+    out = tmp_path / "quickstart"
+    monkeypatch.setenv("NNI_QUICKSTART_OUT", str(out))  # the kernel inherits it: files land here
+    nb, seconds = _run(path, tmp_path)
+    assert seconds < NOTEBOOK_BUDGET_S, f"{path.name} took {seconds:.0f} s (budget {NOTEBOOK_BUDGET_S} s)"
+
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors, f"error outputs: {[e.get('ename') for e in errors]}"
+    text = _text_outputs(nb)
+
+    # the label map saved from Python: two objects on the sample's grid
+    import numpy as np
+
+    from nni_widget.data import sample_volume
+    from nni_widget.io import load_volume
+
+    saved = load_volume(out / "out.nii.gz")
+    assert saved.shape == sample_volume().shape
+    assert set(int(v) for v in np.unique(saved.array)) == {0, 1, 2}
+    assert (out / "autosave" / "labels.nii.gz").is_file(), "the autosave example writes its file"
+    assert "resumed 1 objects" in text
+    # the robot's replay: five steps with a Dice each
+    replay = [line for line in text.splitlines() if line.startswith("step ") and "Dice" in line]
+    assert len(replay) == 5, replay
+    # the widgets were displayed (they have no front-end here, but their views are in the outputs)
+    views = sum("application/vnd.jupyter.widget-view+json" in o.get("data", {})
+                for c in nb.cells for o in c.get("outputs", []))
+    assert views >= 3, f"expected the Annotator and two replay views, got {views} widget outputs"
