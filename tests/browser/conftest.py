@@ -285,8 +285,11 @@ class Notebook:
             time.sleep(0.2)
 
     def wait_idle(self, k: int = 0) -> None:
+        """Wait until the kernel is idle and the page has applied every label patch it announced
+        (patches decode asynchronously, so 'not busy' alone can come first)."""
         self.page.wait_for_function(
-            "k => { const r = document.querySelectorAll('.nni-root')[k]; return r.dataset.busy === '0'; }",
+            "k => { const r = document.querySelectorAll('.nni-root')[k]; const h = r.__nni;"
+            " return r.dataset.busy === '0' && h.labelVersion === h.model.get('label_version'); }",
             arg=k, timeout=60_000)
 
     def kernel_labels(self, shape) -> np.ndarray:

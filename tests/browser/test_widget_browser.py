@@ -61,8 +61,7 @@ def _assert_views_match_kernel(nb, views=(0, 1)):
     nb.wait_idle()
     expected = label_summary(nb.kernel_labels(sample_volume().shape))
     for k in views:
-        nb.page.wait_for_function(
-            "k => { const r = document.querySelectorAll('.nni-root')[k]; return r.dataset.busy === '0'; }", arg=k)
+        nb.wait_idle(k)
         got = nb.browser_label_summary(k)
         assert got == expected, f"view {k}: the page's label map differs from the kernel's"
     return expected
