@@ -80,11 +80,13 @@ class ImageQuantizer:
     scale: float
 
     @classmethod
-    def for_volume(cls, array: np.ndarray, chunk: int = 1 << 24) -> ImageQuantizer:
-        flat = array.reshape(-1)
+    def for_volume(cls, array: np.ndarray, slab_voxels: int = 1 << 24) -> ImageQuantizer:
+        """The quantizer of a (Z, Y, X) image, read in slabs along z (no copy of a strided or
+        memory-mapped volume)."""
         lo, hi = np.inf, -np.inf
-        for i in range(0, flat.size, chunk):  # bounded temporaries on memory-mapped volumes
-            part = flat[i : i + chunk]
+        per = max(1, slab_voxels // max(1, int(np.prod(array.shape[1:]))))
+        for i in range(0, array.shape[0], per):
+            part = np.asarray(array[i : i + per])
             lo, hi = min(lo, float(np.nanmin(part))), max(hi, float(np.nanmax(part)))
         if not np.isfinite(lo) or not np.isfinite(hi):
             lo, hi = 0.0, 1.0
