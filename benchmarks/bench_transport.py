@@ -140,6 +140,7 @@ def browser_side(repeats: int) -> dict:
             nb.wait_idle()
             t = nb.js("host.timings[arg]", k)
             step = nb.js("host.model.get('last_step')")
+            assert step["seq"] == t["seq"] == k, (step, t)
             total = t["drawn"] - t["sent"]
             results["total_ms"].append(total)
             results["infer_ms"].append(step["seconds"] * 1000)

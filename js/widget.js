@@ -142,10 +142,11 @@ function render({ model, el: root }) {
     syncWindowInputs();
   };
   host.sendStroke = (view, s) => {
-    const msg = { kind: "prompt", tool: s.tool, positive: s.positive, axis: view.axis, index: s.index,
+    const seq = host.timings.length;
+    const msg = { kind: "prompt", seq, tool: s.tool, positive: s.positive, axis: view.axis, index: s.index,
       points: s.points.map(([r, c]) => [Number(r.toFixed(3)), Number(c.toFixed(3))]) };
     view.pending.push(s);
-    host.timings.push({ sent: performance.now(), drawn: null });
+    host.timings.push({ seq, sent: performance.now(), drawn: null });
     root.dataset.sent = String(Number(root.dataset.sent || 0) + 1);
     model.send(msg);
   };
@@ -388,8 +389,8 @@ function render({ model, el: root }) {
         host.store.paste(msg.bounds, data);
         root.dataset.labelVersion = String(host.labelVersion);
         host.redraw();
-        const open = host.timings.find((t) => t.drawn === null);
-        if (open) open.drawn = performance.now();
+        const t = msg.seq !== undefined ? host.timings[msg.seq] : null;
+        if (t) t.drawn = performance.now();
       }
     } catch (err) {
       errorText.textContent = `display error: ${err}`;

@@ -164,8 +164,11 @@ def test_annotator_python_api_and_messages(volume, truth):
     # a stroke message from the browser goes through the same queue
     z, y, x = _centre(truth, 2)
     ann._on_msg(ann, {"kind": "action", "name": "new"}, [])
-    ann._on_msg(ann, _msg("box", [[y - 6, x - 6], [y + 6, x + 6]], axis=0, index=z), [])
+    ann._on_msg(ann, {**_msg("box", [[y - 6, x - 6], [y + 6, x + 6]], axis=0, index=z), "seq": 7}, [])
     ann.wait()
+    # the stroke's number comes back with its patch and in last_step (the browser times strokes by it)
+    patch = [c for c, _ in ann.sent if c["kind"] == "patch"][-1]
+    assert patch["seq"] == 7 and ann.last_step["seq"] == 7 and ann.last_step["patch_bytes"] > 0
     assert ann.error == "" and [o["prompts"] for o in ann.objects] == [1, 1]
     assert ann.position == [z, y, x]  # the crosshair follows the prompt
     assert ann.label_map[z, y, x] == 2

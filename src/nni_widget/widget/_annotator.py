@@ -349,7 +349,7 @@ class Annotator(anywidget.AnyWidget):
                 logger.debug("step %s took %.3f s", getattr(fn, "__name__", fn), time.perf_counter() - t0)
 
     # ------------------------------------------------------------------ steps (worker thread)
-    def _do_prompt(self, prompt: Prompt, obj_id: Optional[int] = None):
+    def _do_prompt(self, prompt: Prompt, obj_id: Optional[int] = None, seq: Optional[int] = None):
         if obj_id is not None:
             self.session.select_object(obj_id)
         res = self.session.add(prompt)
@@ -359,7 +359,7 @@ class Annotator(anywidget.AnyWidget):
         self.status = (f"{kind}: {res.seconds * 1000:.0f} ms"
                        + (f", zoom {zoom:.2g}" if zoom > 1 else "")
                        + (f", {len(res.refine_boxes)} refinement boxes" if len(res.refine_boxes) > 1 else ""))
-        self._after_change("prompt", res.changed, res.seconds)
+        self._after_change("prompt", res.changed, res.seconds, seq)
         return res
 
     def _do_history(self, forward: bool):
@@ -426,7 +426,8 @@ class Annotator(anywidget.AnyWidget):
             self.can_undo = s.can_undo
             self.can_redo = s.can_redo
 
-    def _after_change(self, action: str, changed: Optional[Bounds], seconds: float = 0.0) -> None:
+    def _after_change(self, action: str, changed: Optional[Bounds], seconds: float = 0.0,
+                      seq: Optional[int] = None) -> None:
         t0 = time.perf_counter()
         nbytes = 0
         if changed is not None:
@@ -436,10 +437,10 @@ class Annotator(anywidget.AnyWidget):
                     self._labels = self._labels.astype(np.uint16)
                 self._labels[tuple(slice(a, b) for a, b in changed)] = patch
                 version = self.label_version + 1
-                nbytes = self._send_patch(changed, patch, version)
+                nbytes = self._send_patch(changed, patch, version, seq=seq)
                 self.label_version = version
         self.last_step = {"action": action, "seconds": round(seconds, 4), "patch_bytes": nbytes,
-                          "overhead_ms": round((time.perf_counter() - t0) * 1000, 2)}
+                          "overhead_ms": round((time.perf_counter() - t0) * 1000, 2), "seq": seq}
         self._sync_state()
         self._autosave_now()
         info = {"action": action, "object": self.session.active_object,
@@ -450,10 +451,14 @@ class Annotator(anywidget.AnyWidget):
             except Exception:
                 logger.exception("on_change callback failed")
 
-    def _send_patch(self, bounds: Bounds, patch: np.ndarray, version: int, kind: str = "patch") -> int:
-        """Send a label patch; returns the message size in bytes (buffer + JSON header)."""
+    def _send_patch(self, bounds: Bounds, patch: np.ndarray, version: int, kind: str = "patch",
+                    seq: Optional[int] = None) -> int:
+        """Send a label patch; returns the message size in bytes (buffer + JSON header). ``seq`` is
+        the browser's number of the stroke that caused it (for its timing)."""
         header, buf = encode(patch.astype(np.uint16, copy=False))
         msg = {"kind": kind, "bounds": [list(map(int, b)) for b in bounds], "version": version, **header}
+        if seq is not None:
+            msg["seq"] = seq
         with self._send_lock:
             self.send(msg, [buf])
         return len(buf) + len(json.dumps(msg))
@@ -507,7 +512,8 @@ class Annotator(anywidget.AnyWidget):
                 prompt = prompt_from_stroke(content, self.volume.shape, self.scribble_width)
                 if self.follow_prompts:
                     self._follow(prompt)
-                self._submit(self._do_prompt, prompt)
+                seq = content.get("seq")
+                self._submit(self._do_prompt, prompt, None, int(seq) if isinstance(seq, int) else None)
             elif kind == "action":
                 self._on_action(content)
             else:
