@@ -64,6 +64,16 @@ training split of real MRI templates fetched from registry packages (see data_ma
 AAL from Debian mricron-data, MNI ICBM152 2009a from the nilearn wheel; the data are not bundled). No
 third-party weights. The weights are licensed, like the project, under the Apache License, Version
 2.0: http://www.apache.org/licenses/LICENSE-2.0
+
+Training data notice (the data themselves are not distributed with these weights):
+- Colin27 T1 and the AAL atlas labels, from Debian's mricron-data package (debian/copyright:
+  BSD-3-clause). The AAL atlas (Tzourio-Mazoyer et al. 2002, GIN) is distributed upstream as
+  "copyright freeware under the terms of the GNU General Public License"; whether weights trained on
+  its labels are a derivative work is not settled. Review before redistributing these weights
+  under terms other than the project's.
+- MNI ICBM152 2009a template and tissue maps, from the nilearn wheel (MNI licence: permissive, with
+  notice: Copyright (C) 1993-2009 Louis Collins, McConnell Brain Imaging Centre, Montreal
+  Neurological Institute, McGill University).
 """
 
 SIDE_FILES = ("config.json", "train_log.csv", "data_manifest.json")
