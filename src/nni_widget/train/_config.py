@@ -12,6 +12,10 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from nni_widget.train._augment import AugmentParams
+
+_AUG = AugmentParams()  # the augmentation defaults live in one place
+
 __all__ = ["PROMPT_KINDS", "TrainConfig"]
 
 PROMPT_KINDS = ("point", "box", "scribble", "lasso")
@@ -104,22 +108,22 @@ class TrainConfig:
     point_radius: int = 4
     merge_nested_p: float = 0.15
     extra_zoom_p: float = 0.25
-    transpose_p: float = 0.5
-    flip_p: float = 0.5
-    invert_p: float = 0.1
-    rotation_p: float = 0.2
-    rotation_deg: float = 30.0
-    scale_p: float = 0.2
-    scale_range: tuple[float, float] = (0.7, 1.4)
-    axis_scale_p: float = 0.2
-    axis_scale_range: tuple[float, float] = (0.5, 2.0)
-    elastic_p: float = 0.0
-    max_edge: int = 160
-    noise_p: float = 0.1
-    blur_p: float = 0.2
-    brightness_p: float = 0.15
-    contrast_p: float = 0.15
-    gamma_p: float = 0.3
+    transpose_p: float = _AUG.transpose_p
+    flip_p: float = _AUG.flip_p
+    invert_p: float = _AUG.invert_p
+    rotation_p: float = _AUG.rotation_p
+    rotation_deg: float = _AUG.rotation_deg
+    scale_p: float = _AUG.scale_p
+    scale_range: tuple[float, float] = _AUG.scale_range
+    axis_scale_p: float = _AUG.axis_scale_p
+    axis_scale_range: tuple[float, float] = _AUG.axis_scale_range
+    elastic_p: float = _AUG.elastic_p
+    max_edge: int = _AUG.max_edge
+    noise_p: float = _AUG.noise_p
+    blur_p: float = _AUG.blur_p
+    brightness_p: float = _AUG.brightness_p
+    contrast_p: float = _AUG.contrast_p
+    gamma_p: float = _AUG.gamma_p
     users: tuple[str, ...] = ("random", "sunk_cost", "single")
     min_error_voxels: int = 8
     real_sources: tuple[str, ...] = ()

@@ -12,7 +12,7 @@ draw. :func:`make_sample` then plays one interaction sequence with a simulated u
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -57,14 +57,12 @@ class Item:
 
 def augment_params(cfg: TrainConfig) -> AugmentParams:
     """The :class:`AugmentParams` of a configuration."""
-    return AugmentParams(
-        rotation_p=cfg.rotation_p, rotation_deg=cfg.rotation_deg, scale_p=cfg.scale_p,
-        scale_range=tuple(cfg.scale_range), axis_scale_p=cfg.axis_scale_p,  # type: ignore[arg-type]
-        axis_scale_range=tuple(cfg.axis_scale_range), elastic_p=cfg.elastic_p,  # type: ignore[arg-type]
-        flip_p=cfg.flip_p, transpose_p=cfg.transpose_p, max_edge=cfg.max_edge, noise_p=cfg.noise_p,
-        blur_p=cfg.blur_p, brightness_p=cfg.brightness_p, contrast_p=cfg.contrast_p,
-        gamma_p=cfg.gamma_p, invert_p=cfg.invert_p,
-    )  # fmt: skip
+    values = {}
+    for f in fields(AugmentParams):
+        if hasattr(cfg, f.name):
+            v = getattr(cfg, f.name)
+            values[f.name] = tuple(v) if isinstance(v, list) else v  # JSON gives lists for ranges
+    return AugmentParams(**values)
 
 
 def _finish(image, maps, targets, rng, params, origin) -> Item:
