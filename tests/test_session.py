@@ -256,3 +256,16 @@ def test_failed_initial_mask_refinement_keeps_the_object(session, monkeypatch):
     with pytest.raises(RuntimeError, match="boom"):
         session.set_initial_mask(init, run_prediction=True)
     assert np.array_equal(session.mask, mask) and session.prompts == prompts
+
+
+def test_a_one_voxel_wide_box_keeps_the_slice_it_was_drawn_on():
+    # drawn on coronal slice y = 5 as a single row z = 2: extent 1 along z and y; the bounds alone
+    # would say "axial" (the first axis of extent 1)
+    line = Box.on_slice(1, 5, (2, 3), (2, 9))
+    assert line.bbox == ((2, 3), (5, 6), (3, 10))
+    assert line.axis == 1 and Box(line.bbox).axis == 0
+    assert Box(line.bbox, plane=2 - 1).axis == 1
+    with pytest.raises(PromptError, match="thick along its plane axis 2"):
+        Box(line.bbox, plane=2)
+    with pytest.raises(PromptError, match="plane must be an axis"):
+        Box(line.bbox, plane=3)

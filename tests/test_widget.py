@@ -93,12 +93,13 @@ def test_bad_strokes_are_refused_with_a_message(msg, needle):
 
 
 def test_prompts_survive_json():
-    prompts = [Point((1, 2, 3), False), Box(((1, 2), (3, 9), (4, 8))),
+    prompts = [Point((1, 2, 3), False), Box(((1, 2), (3, 9), (4, 8))), Box.on_slice(1, 5, (2, 3), (2, 9)),
                Lasso.from_polygon(1, 4, [[1, 1], [1, 9], [7, 5]], False),
                Scribble.from_polyline(2, 3, [[1, 1], [5, 8]])]
     for p in prompts:
         q = prompt_from_json(prompt_to_json(p))
         assert type(q) is type(p) and q.positive == p.positive and q.bounds() == p.bounds()
+        assert getattr(q, "axis", None) == getattr(p, "axis", None)
         if hasattr(p, "mask"):
             np.testing.assert_array_equal(q.mask, p.mask)
 

@@ -94,10 +94,17 @@ class Point:
 
 @dataclass(frozen=True, eq=False)
 class Box:
-    """A 2D box: half-open voxel bounds ``((z0, z1), (y0, y1), (x0, x1))`` with one extent exactly 1."""
+    """A 2D box: half-open voxel bounds ``((z0, z1), (y0, y1), (x0, x1))`` with one extent exactly 1.
+
+    ``plane`` names the slicing axis the box was drawn on (0 z, 1 y, 2 x). It only matters when the
+    box is also one voxel thick along another axis (a box one row or column wide), where the bounds
+    alone cannot tell which slice it lies on; :meth:`on_slice` sets it. ``None``: the first axis
+    with extent 1. The model's input does not depend on it (the same voxels are painted either way).
+    """
 
     bbox: Bounds
     positive: bool = True
+    plane: int | None = None
     kind: str = field(default="box", init=False)
 
     def __post_init__(self) -> None:
@@ -121,6 +128,15 @@ class Box:
                 f"box {bb} spans {sizes} voxels: a 2D box must lie on one slice (one extent exactly 1). "
                 "Use Box.on_slice(axis, index, (r0, c0), (r1, c1))"
             )
+        if self.plane is not None:
+            if isinstance(self.plane, bool) or self.plane not in (0, 1, 2):
+                raise PromptError(f"box plane must be an axis 0 (z), 1 (y) or 2 (x), got {self.plane!r}")
+            if sizes[self.plane] != 1:
+                raise PromptError(
+                    f"box {bb} is {sizes[self.plane]} voxels thick along its plane axis {self.plane}; "
+                    "a box drawn on a slice of that axis has extent 1 there"
+                )
+            object.__setattr__(self, "plane", int(self.plane))
         object.__setattr__(self, "bbox", bb)
         object.__setattr__(self, "positive", bool(self.positive))
 
@@ -140,11 +156,13 @@ class Box:
         bb[axis] = (index, index + 1)
         bb[ra] = (int(round(min(r0, r1))), int(round(max(r0, r1))) + 1)
         bb[ca] = (int(round(min(c0, c1))), int(round(max(c0, c1))) + 1)
-        return cls(tuple(bb), positive)  # type: ignore[arg-type]
+        return cls(tuple(bb), positive, plane=axis)  # type: ignore[arg-type]
 
     @property
     def axis(self) -> int:
-        """The slicing axis (the first axis with extent 1)."""
+        """The slicing axis: ``plane`` when given, else the first axis with extent 1."""
+        if self.plane is not None:
+            return self.plane
         return [hi - lo for lo, hi in self.bbox].index(1)
 
     def bounds(self) -> Bounds:

@@ -369,9 +369,10 @@ class Session:
     def add_point(self, zyx: Sequence[float], positive: bool = True) -> StepResult:
         return self.add(Point(tuple(zyx), positive))
 
-    def add_box(self, bbox, positive: bool = True) -> StepResult:
-        """A 2D box, half-open ``[[z0, z1], [y0, y1], [x0, x1]]`` with one extent 1."""
-        return self.add(Box(bbox, positive))
+    def add_box(self, bbox, positive: bool = True, plane: int | None = None) -> StepResult:
+        """A 2D box, half-open ``[[z0, z1], [y0, y1], [x0, x1]]`` with one extent 1 (``plane``: the
+        axis of the slice it was drawn on, needed only for a box one voxel wide, see :class:`Box`)."""
+        return self.add(Box(bbox, positive, plane=plane))
 
     def add_lasso(self, axis: int, index: int, vertices, positive: bool = True) -> StepResult:
         return self.add(Lasso.from_polygon(axis, index, vertices, positive))

@@ -62,4 +62,4 @@ def box_prompt(
     bb[axis] = (int(index), int(index) + 1)
     bb[ra] = (int(lo_i[0]), int(hi_i[0]))
     bb[ca] = (int(lo_i[1]), int(hi_i[1]))
-    return Box(tuple(bb), component.positive)  # type: ignore[arg-type]
+    return Box(tuple(bb), component.positive, plane=axis)  # type: ignore[arg-type]

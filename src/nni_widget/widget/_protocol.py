@@ -102,7 +102,8 @@ def prompt_to_json(p: Prompt) -> dict:
     if isinstance(p, Point):
         return {"kind": "point", "zyx": list(p.zyx), "positive": p.positive}
     if isinstance(p, Box):
-        return {"kind": "box", "bbox": [list(b) for b in p.bbox], "positive": p.positive}
+        out = {"kind": "box", "bbox": [list(b) for b in p.bbox], "positive": p.positive}
+        return out if p.plane is None else {**out, "plane": p.plane}
     if isinstance(p, (Lasso, Scribble)):
         return {"kind": p.kind, "axis": p.axis, "index": p.index, "offset": list(p.offset),
                 "mask": _pack(p.mask), "positive": p.positive}
@@ -118,7 +119,7 @@ def prompt_from_json(d: dict) -> Prompt:
     if kind == "point":
         return Point(tuple(d["zyx"]), pos)
     if kind == "box":
-        return Box(tuple(tuple(b) for b in d["bbox"]), pos)
+        return Box(tuple(tuple(b) for b in d["bbox"]), pos, plane=d.get("plane"))
     if kind in ("lasso", "scribble"):
         cls = Lasso if kind == "lasso" else Scribble
         return cls(int(d["axis"]), int(d["index"]), _unpack(d["mask"]), tuple(d["offset"]), pos)
