@@ -95,6 +95,21 @@ def evaluate(folder: Path) -> dict:
     }
 
 
+def _overrides(items: list[str]) -> dict:
+    """``KEY=VALUE`` pairs for TrainConfig fields; VALUE is JSON (a bare word is taken as a string)."""
+    known = set(DEFAULT_CONFIG.to_dict())
+    out = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or key not in known:
+            raise SystemExit(f"--set {item!r}: expected KEY=VALUE with KEY one of the TrainConfig fields: {sorted(known)}")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -110,6 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tolerance", type=float, default=0.03, help="allowed drop of phantom Dice")
     parser.add_argument("--force", action="store_true", help="install even without improvement")
     parser.add_argument("--skip-training", action="store_true", help="evaluate (and install) the run's model as it is")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+        help="override a TrainConfig field (VALUE is JSON, e.g. --set max_rounds=5 --set n_real=36)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log = logging.getLogger("train_default_model")
@@ -124,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         previous_steps = int(extra.get("cumulative_steps", extra.get("steps", 0)))
     cfg = TrainConfig.from_dict({
         **DEFAULT_CONFIG.to_dict(), "steps": args.steps, "time_limit_s": args.time_limit,
-        "init_checkpoint": "" if args.from_scratch else str(base),
+        "init_checkpoint": "" if args.from_scratch else str(base), **_overrides(args.overrides),
     })  # fmt: skip
     t0 = time.time()
     if args.skip_training:
