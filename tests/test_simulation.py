@@ -178,10 +178,12 @@ def test_single_voxel_error_gets_a_valid_prompt_on_it(kind):
 @st.composite
 def cases(draw):
     shape = tuple(draw(st.integers(6, 30)) for _ in range(3))
+
     def blob():
         c = [draw(st.floats(0.2, 0.8)) * s for s in shape]
         r = [draw(st.floats(0.15, 0.45)) * s + 0.8 for s in shape]
         return ellipsoid(shape, c, r)
+
     gt = blob()
     pred = draw(st.sampled_from(["none", "blob", "shifted", "subset", "superset"]))
     if pred == "none":
@@ -564,6 +566,46 @@ def test_user_kinds_restriction_and_history():
     assert len(u.kinds_used) == len(u.prompts) == 6
     u.reset()
     assert u.kinds_used == [] and u.prompts == [] and u.kind is None
+
+
+def test_reset_with_kind_starts_a_sequence_that_goes_on_with_that_kind():
+    for cls in (SunkCostUser, SingleInteractionUser):
+        kwargs = {"p_switch": 0.0} if cls is SunkCostUser else {}
+        for kind in KINDS:
+            u = cls(0, **kwargs)
+            u.next_prompt(GT, None)  # some history to forget
+            u.reset(kind)
+            assert u.kind == kind and u.kinds_used == [] and u.prompts == []
+            pred = np.roll(GT, 3, axis=1)
+            for _ in range(3):
+                p = u.next_prompt(GT, pred)
+                assert p is not None and p.kind == kind
+            assert u.kinds_used == [kind] * 3
+    r = RandomUser(0)
+    r.reset("box")
+    assert r.kind == "box" and r.kinds_used == []
+    assert {r.next_kind() for _ in range(40)} == set(KINDS)  # a random user draws afresh
+    u = make_user("sunk_cost", 0)
+    u.reset("lasso")
+    u.reset()
+    assert u.kind is None  # a plain reset forgets the kind given before
+
+
+def test_reset_draws_nothing_from_the_rng():
+    a, b = SunkCostUser(7), SunkCostUser(7)
+    a.reset("point")
+    b.kind = "point"  # what the training loop did before reset(kind) existed
+    assert [a.next_kind() for _ in range(50)] == [b.next_kind() for _ in range(50)]
+    assert a.rng.random() == b.rng.random()
+
+
+def test_reset_rejects_a_kind_the_user_does_not_use():
+    with pytest.raises(ValueError, match="kinds"):
+        make_user("random", 0, kinds=("box", "point")).reset("lasso")
+    with pytest.raises(ValueError, match="kinds"):
+        SingleInteractionUser(0, kind="box").reset("point")
+    with pytest.raises(ValueError, match="kinds"):
+        SunkCostUser(0).reset("tap")  # type: ignore[arg-type]
 
 
 def test_bad_user_arguments():

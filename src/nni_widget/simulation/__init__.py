@@ -17,7 +17,8 @@ Main entry points:
   ``nni_widget.simulation`` logger, when there is nothing to correct.
 - :class:`RandomUser`, :class:`SunkCostUser`, :class:`SingleInteractionUser` and
   :func:`make_user` ``(name, rng, kinds=..., **options)``: stateful users whose
-  ``next_prompt(gt, pred)`` gives the next prompt of a sequence; ``reset()`` starts a new one.
+  ``next_prompt(gt, pred)`` gives the next prompt of a sequence; ``reset()`` starts a new one
+  (``reset(kind)``: one whose first prompt, of type ``kind``, was made elsewhere).
 - :func:`continuation_probability`: the paper's 0.3 -> 0.75 schedule for follow-up interactions.
 
 The steps, usable one by one (tests, notebooks, custom users):

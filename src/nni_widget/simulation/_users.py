@@ -19,7 +19,8 @@ class SimulatedUser:
     Subclasses only decide the type of the next prompt (:meth:`next_kind`); the prompt itself
     comes from :func:`simulate_prompt` with the options given here. Call :meth:`reset` before a
     new object (or sequence); the first prompt of a sequence is usually made with ``pred`` None
-    or empty, so it comes from the object itself.
+    or empty, so it comes from the object itself. When that first prompt was made elsewhere,
+    ``reset(kind)`` tells the user its type.
 
     Args:
         rng: generator or seed; the user keeps it, so one seed gives one reproducible sequence.
@@ -44,9 +45,25 @@ class SimulatedUser:
         self.kinds_used: list[PromptKind] = []
         self.prompts: list[Prompt | None] = []
 
-    def reset(self) -> None:
-        """Start a new sequence: forget the current type and the history (the rng runs on)."""
-        self.kind = None
+    def reset(self, kind: PromptKind | None = None) -> None:
+        """Start a new sequence: forget the current type and the history (the rng runs on).
+
+        Draws nothing from the rng, so calling it never changes the random stream.
+
+        Args:
+            kind: the type of the sequence's first prompt when that prompt was made elsewhere
+                (e.g. by :func:`simulate_prompt` on the object, as the training loop does). It
+                becomes the current type :attr:`kind`: a sunk-cost or single-interaction user goes
+                on with it, a random user draws afresh at each step as always. It is not added to
+                :attr:`kinds_used`, which lists the types this user chose (one per entry of
+                :attr:`prompts`). None: the first :meth:`next_kind` chooses.
+
+        Raises:
+            ValueError: ``kind`` is not one of this user's ``kinds``.
+        """
+        if kind is not None and kind not in self.kinds:
+            raise ValueError(f"kind must be one of this user's kinds {self.kinds}, got {kind!r}")
+        self.kind = kind
         self.kinds_used = []
         self.prompts = []
 

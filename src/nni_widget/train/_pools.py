@@ -69,7 +69,9 @@ def _finish(image, maps, targets, rng, params, origin) -> Item:
     """Spatially augment and keep the targets that still have ``MIN_TARGET_VOXELS`` voxels."""
     image, maps = spatial_augment(image, maps, rng, params)
     counts = [np.bincount(m.ravel().astype(np.int64)) for m in maps]
-    kept = [t for t in targets if t.label < len(counts[t.layer]) and counts[t.layer][t.label] >= MIN_TARGET_VOXELS]
+    kept = [
+        t for t in targets if t.label < len(counts[t.layer]) and counts[t.layer][t.label] >= MIN_TARGET_VOXELS
+    ]
     kept = [Target(t.layer, t.label, t.kind, tuple(p for p in t.partners if p < len(counts[t.layer])
                                                     and counts[t.layer][p] >= MIN_TARGET_VOXELS))
             for t in kept]  # fmt: skip
@@ -109,7 +111,9 @@ def real_item(volume, cfg: TrainConfig, rng: np.random.Generator, params: Augmen
     margin = rng.integers(cfg.real_margin[0], cfg.real_margin[1] + 1, 3)
     size = np.clip(hi - lo + 2 * margin, cfg.real_min_edge, cfg.real_max_edge)
     centre = (lo + hi) / 2 + rng.uniform(-0.15, 0.15, 3) * (hi - lo)
-    start = np.clip(np.round(centre - size / 2).astype(int), 0, np.maximum(0, np.array(layer_map.shape) - size))
+    start = np.clip(
+        np.round(centre - size / 2).astype(int), 0, np.maximum(0, np.array(layer_map.shape) - size)
+    )
     sl = tuple(slice(int(a), int(a + s)) for a, s in zip(start, size))
     image = zscore(volume.image[sl])
     maps = [volume.instances[sl], volume.pseudo[sl]]
@@ -220,7 +224,7 @@ def make_sample(
         raise RuntimeError("no prompt could be simulated for 10 targets in a row")
     user_name = str(cfg.users[int(rng.integers(len(cfg.users)))])
     user = make_user(user_name, rng, kinds=cfg.prompt_kinds, min_size=cfg.min_error_voxels)  # type: ignore[arg-type]
-    user.kind = kind  # type: ignore[assignment]  # sunk-cost / single users go on with the first type
+    user.reset(kind)  # type: ignore[arg-type]  # sunk-cost / single users go on with the first type
     kinds = [kind]
     inter = Interaction(tuple(image.shape), cfg.interaction_decay, cfg.point_radius, cfg.patch_size)
     center, zoom = inter.add(prompt)
