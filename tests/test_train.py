@@ -27,20 +27,12 @@ from nni_widget.train import (
 )
 from nni_widget.train.__main__ import main as cli_main
 
+from _configs import TINY_TRAIN
+
 torch.set_num_threads(1)
 P = (32, 32, 32)
-T = (16, 16, 16)  # network patch of the tiny training runs
-TINY = {
-    "features": (4, 8),
-    "blocks": (1, 1),
-    "patch_size": T,
-    "n_phantoms": 2,
-    "phantom_shapes": ((32, 48, 48),),
-    "log_every": 1,
-    "checkpoint_every": 2,
-    "num_threads": 1,
-    "device": "cpu",
-}
+T = TINY_TRAIN["patch_size"]  # network patch of the tiny training runs
+TINY = {**TINY_TRAIN, "log_every": 1, "checkpoint_every": 2}
 
 
 def _ball(shape=(40, 40, 40), c=(20, 20, 20), r=8):

@@ -20,15 +20,7 @@ from nni_widget.data import _sources as S
 from nni_widget.train import TrainConfig, TrainPool, make_sample
 from nni_widget.train._pools import augment_params, real_item
 
-TINY = {
-    "features": (4, 8),
-    "blocks": (1, 1),
-    "patch_size": (16, 16, 16),
-    "n_phantoms": 2,
-    "phantom_shapes": ((32, 48, 48),),
-    "num_threads": 1,
-    "device": "cpu",
-}
+from _configs import TINY_TRAIN
 
 
 def _semantic(shape=(40, 48, 48)):
@@ -111,7 +103,7 @@ def test_real_crops_never_target_held_out_structures():
     vol = _fake_real_volume()
     assert not (vol.instances.astype(bool) & vol.held_out).any()
     assert not (vol.pseudo.astype(bool) & vol.held_out).any()
-    cfg = TrainConfig(**TINY, n_real=4, pseudo_p=0.5, merge_nested_p=1.0, real_min_edge=24, real_max_edge=48,
+    cfg = TrainConfig(**TINY_TRAIN, n_real=4, pseudo_p=0.5, merge_nested_p=1.0, real_min_edge=24, real_max_edge=48,
                       rotation_p=0, scale_p=0, axis_scale_p=0, flip_p=0, transpose_p=0)  # fmt: skip
     rng = np.random.default_rng(1)
     for _ in range(8):
@@ -126,7 +118,7 @@ def test_real_crops_never_target_held_out_structures():
 def test_real_volume_with_pseudo_labels_only():
     vol = _fake_real_volume()
     vol.instances[:] = 0  # e.g. MNI152: its tissue classes exceed max_voxels, its ventricles are held out
-    cfg = TrainConfig(**TINY, n_real=2, real_min_edge=24, real_max_edge=48)
+    cfg = TrainConfig(**TINY_TRAIN, n_real=2, real_min_edge=24, real_max_edge=48)
     rng = np.random.default_rng(3)
     for _ in range(5):
         item = real_item(vol, cfg, rng, augment_params(cfg))
@@ -138,7 +130,7 @@ def test_real_volume_with_pseudo_labels_only():
 
 def test_pool_mixes_phantoms_and_real_and_samples_use_simulated_users():
     vol = _fake_real_volume()
-    cfg = TrainConfig(**TINY, n_real=3, real_min_edge=24, real_max_edge=48, max_rounds=3)
+    cfg = TrainConfig(**TINY_TRAIN, n_real=3, real_min_edge=24, real_max_edge=48, max_rounds=3)
     rng = np.random.default_rng(2)
     pool = TrainPool(cfg, rng, [vol])
     assert [it.origin for it in pool.items].count("fake") == 3

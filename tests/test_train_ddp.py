@@ -13,17 +13,9 @@ import torch
 from nni_widget.model import load_model_folder
 from nni_widget.train import TrainConfig
 
-TINY = {
-    "features": (4, 8),
-    "blocks": (1, 1),
-    "patch_size": (16, 16, 16),
-    "n_phantoms": 2,
-    "phantom_shapes": ((32, 48, 48),),
-    "log_every": 1,
-    "checkpoint_every": 1,
-    "num_threads": 1,
-    "device": "cpu",
-}
+from _configs import TINY_TRAIN
+
+TINY = {**TINY_TRAIN, "log_every": 1, "checkpoint_every": 1}
 
 
 @pytest.mark.slow
