@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from nni_widget.data import sample_labels, sample_volume
 from nni_widget.prompts import Box, Lasso, Point, Scribble
-from nni_widget.viz import dice, prompt_plane_mask
+from nni_widget.viz import NEGATIVE, dice, overlay_rgb, prompt_plane_mask
 from nni_widget.widget import ReplayCanvas, ReplayStep, StepRecorder, record_steps, render_frame
 from nni_widget.widget._replay import GT_RGB, MASK_RGB, NEGATIVE_RGB, POSITIVE_RGB
 
@@ -40,6 +42,17 @@ def test_render_frame_point_mask_and_grey():
     assert _is_grey(rgb[0, 0]) and _is_grey(rgb[15, 25])  # grey elsewhere
     neg = render_frame(_step(Point((3, 8, 15), False), mask))
     assert tuple(neg[8, 15]) == NEGATIVE_RGB
+
+
+def test_negative_prompts_are_red_in_the_widget_the_replay_and_viz():
+    assert tuple(NEGATIVE) == NEGATIVE_RGB == (255, 60, 60)
+    view_js = Path(__file__).resolve().parents[1] / "js" / "view.js"
+    if view_js.is_file():  # the widget draws negative strokes in the same red
+        assert "rgba(255, 60, 60," in view_js.read_text()
+    prompt = np.zeros((6, 6), bool)
+    prompt[2, 2] = True
+    px = overlay_rgb(np.full((6, 6), 40.0), prompt=prompt, positive=False)[2, 2].astype(int)
+    assert px[0] > 200 and px[1] < 100 and px[2] < 100  # red, not magenta
 
 
 def test_render_frame_window_gt_outline_and_no_gt():

@@ -19,9 +19,10 @@ from nni_widget.prompts import Box, Point, Prompt, slice_axes
 
 __all__ = ["dice", "overlay_rgb", "prompt_plane_mask", "prompt_slice", "replay_view", "show_slice", "window"]
 
-#: prompt colours (RGB 0-255): positive prompts add (green), negative prompts remove (magenta)
+#: prompt colours (RGB 0-255): positive prompts add (green), negative prompts remove (red). NEGATIVE is
+#: the red the widget draws negative strokes in (js/view.js); the replay view imports it from here.
 POSITIVE = (40, 220, 60)
-NEGATIVE = (235, 40, 200)
+NEGATIVE = (255, 60, 60)
 GT_COLOUR = (255, 215, 0)
 PRED_COLOUR = (0, 170, 255)
 
@@ -86,12 +87,15 @@ def _take(volume: np.ndarray | None, axis: int, index: int) -> np.ndarray | None
 def overlay_rgb(
     image2d: np.ndarray,
     *,
-    gt: np.ndarray | None = None, pred: np.ndarray | None = None, prompt: np.ndarray | None = None,
+    gt: np.ndarray | None = None,
+    pred: np.ndarray | None = None,
+    prompt: np.ndarray | None = None,
     positive: bool = True,
-    level: float = 40.0, width: float = 400.0,
+    level: float = 40.0,
+    width: float = 400.0,
 ) -> np.ndarray:
     """A ``(rows, cols, 3)`` uint8 picture: windowed image, prediction tinted blue, ground-truth
-    outline yellow, prompt pixels green (positive) or magenta (negative), all 2D and the same size."""
+    outline yellow, prompt pixels green (positive) or red (negative), all 2D and the same size."""
     grey = window(image2d, level, width)
     rgb = np.repeat(grey[..., None], 3, axis=-1) * 255.0
     if pred is not None:
@@ -117,12 +121,14 @@ def show_slice(
     prompt: Prompt | None = None,
     spacing: Sequence[float] = (1.0, 1.0, 1.0),
     title: str | None = None,
-    level: float = 40.0, width: float = 400.0,
+    level: float = 40.0,
+    width: float = 400.0,
     extra: dict[str, tuple[np.ndarray, str]] | None = None,
-    focus: np.ndarray | None = None, margin: float = 10.0,
+    focus: np.ndarray | None = None,
+    margin: float = 10.0,
 ) -> None:
     """Draw slice ``index`` of ``axis`` on a matplotlib ``ax``: image, ground-truth outline
-    (yellow), prediction (blue fill and outline) and the prompt (green = positive, magenta = negative).
+    (yellow), prediction (blue fill and outline) and the prompt (green = positive, red = negative).
 
     Args:
         ax: a matplotlib Axes.
@@ -140,8 +146,14 @@ def show_slice(
 
     ra, ca = slice_axes(axis)
     aspect = float(spacing[ra]) / float(spacing[ca])
-    ax.imshow(window(_take(image, axis, index), level, width), cmap="gray", vmin=0, vmax=1,
-              aspect=aspect, interpolation="nearest")
+    ax.imshow(
+        window(_take(image, axis, index), level, width),
+        cmap="gray",
+        vmin=0,
+        vmax=1,
+        aspect=aspect,
+        interpolation="nearest",
+    )
 
     def tint(mask2d: np.ndarray, colour: Any, alpha: float) -> None:
         rgba = np.zeros(mask2d.shape + (4,))
@@ -151,7 +163,8 @@ def show_slice(
     def outline(mask2d: np.ndarray, colour: Any, lw: float, effects: list | None = None) -> None:
         if mask2d.any():
             ax.contour(mask2d.astype(float), levels=[0.5], colors=[colour], linewidths=lw).set_path_effects(
-                effects or [])
+                effects or []
+            )
 
     p = None if pred is None else _take(pred, axis, index).astype(bool)
     if p is not None:
@@ -167,12 +180,28 @@ def show_slice(
         halo = [withStroke(linewidth=3.2, foreground="black")]  # visible on any tint
         if isinstance(prompt, Point):
             r, c = prompt.zyx[ra], prompt.zyx[ca]
-            ax.plot([c], [r], marker="P" if prompt.positive else "X", color=colour, markersize=9,
-                    markeredgecolor="black", markeredgewidth=0.6)
+            ax.plot(
+                [c],
+                [r],
+                marker="P" if prompt.positive else "X",
+                color=colour,
+                markersize=9,
+                markeredgecolor="black",
+                markeredgewidth=0.6,
+            )
         elif isinstance(prompt, Box):
             (r0, r1), (c0, c1) = prompt.bbox[ra], prompt.bbox[ca]
-            ax.add_patch(Rectangle((c0 - 0.5, r0 - 0.5), c1 - c0, r1 - r0, fill=False,
-                                   edgecolor=colour, linewidth=1.6, path_effects=halo))
+            ax.add_patch(
+                Rectangle(
+                    (c0 - 0.5, r0 - 0.5),
+                    c1 - c0,
+                    r1 - r0,
+                    fill=False,
+                    edgecolor=colour,
+                    linewidth=1.6,
+                    path_effects=halo,
+                )
+            )
         else:
             plane = prompt_plane_mask(prompt, np.shape(image), axis)
             lasso = prompt.kind == "lasso"
@@ -199,7 +228,8 @@ def replay_view(
     *,
     spacing: Sequence[float] = (1.0, 1.0, 1.0),
     zoom: int = 3,
-    level: float = 40.0, width: float = 400.0,
+    level: float = 40.0,
+    width: float = 400.0,
 ) -> Any | None:
     """An ipycanvas view that replays prompts and predictions step by step with a slider.
 
@@ -228,10 +258,13 @@ def replay_view(
         axis, index = prompt_slice(prompt)
         ra, ca = slice_axes(axis)
         rgb = overlay_rgb(
-            _take(image, axis, index), gt=_take(f.get("gt"), axis, index),
+            _take(image, axis, index),
+            gt=_take(f.get("gt"), axis, index),
             pred=_take(f.get("pred"), axis, index),
             prompt=prompt_plane_mask(prompt, np.shape(image), point_radius=2),
-            positive=prompt.positive, level=level, width=width,
+            positive=prompt.positive,
+            level=level,
+            width=width,
         )
         rz, cz = (max(1, round(zoom * float(spacing[a]) / fine)) for a in (ra, ca))
         pictures.append(np.ascontiguousarray(np.repeat(np.repeat(rgb, rz, axis=0), cz, axis=1)))

@@ -25,7 +25,7 @@ from ipycanvas import Canvas, hold_canvas
 from scipy import ndimage
 
 from ..prompts import Box, Point, Prompt, VolumeMask, slice_axes
-from ..viz import GT_COLOUR, dice, prompt_plane_mask, prompt_slice, window
+from ..viz import GT_COLOUR, NEGATIVE, dice, prompt_plane_mask, prompt_slice, window
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ __all__ = ["ReplayCanvas", "ReplayStep", "StepRecorder", "record_steps", "render
 
 #: colours (RGB 0-255), as the widget draws strokes: positive green, negative red; the mask blue
 POSITIVE_RGB = (0, 230, 90)
-NEGATIVE_RGB = (255, 60, 60)
+NEGATIVE_RGB = tuple(NEGATIVE)  # one red for the widget, the replay and nni_widget.viz
 MASK_RGB = (0, 170, 255)
 GT_RGB = tuple(GT_COLOUR)
 
@@ -108,8 +108,9 @@ def _session_of(source: Any) -> Any:
     return s
 
 
-def _capture(session: Any, prompt: Prompt, obj_id: int, gt: Optional[np.ndarray], point_axis: int,
-             seconds: float) -> ReplayStep:
+def _capture(
+    session: Any, prompt: Prompt, obj_id: int, gt: Optional[np.ndarray], point_axis: int, seconds: float
+) -> ReplayStep:
     """Read what a replay needs of the step that just ran (the session holds its new mask)."""
     vol = session.volume
     shape = tuple(vol.shape)
@@ -261,8 +262,8 @@ def render_frame(
         plus = np.zeros(step.image.shape, dtype=bool)
         k = max(int(point_radius), 0)
         if 0 <= r < plus.shape[0] and 0 <= c < plus.shape[1]:
-            plus[max(r - k, 0): r + k + 1, c] = True
-            plus[r, max(c - k, 0): c + k + 1] = True
+            plus[max(r - k, 0) : r + k + 1, c] = True
+            plus[r, max(c - k, 0) : c + k + 1] = True
         rgb[plus] = colour
     elif isinstance(prompt, Box) or prompt.kind == "lasso":
         rgb[_edge(step.prompt_pixels)] = colour
@@ -328,7 +329,9 @@ class ReplayCanvas(widgets.VBox):
         else:
             self._steps = list(source)
             if not all(isinstance(s, ReplayStep) for s in self._steps):
-                raise TypeError("ReplayCanvas takes a list of ReplayStep, a StepRecorder, a Session or an Annotator")
+                raise TypeError(
+                    "ReplayCanvas takes a list of ReplayStep, a StepRecorder, a Session or an Annotator"
+                )
         self.spacing = None if spacing is None else tuple(float(s) for s in spacing)
         self.zoom = max(int(zoom), 1)
         self.opacity = float(opacity)
@@ -370,8 +373,10 @@ class ReplayCanvas(widgets.VBox):
         values = np.concatenate([np.ravel(s.image) for s in self._steps[:20]]).astype(np.float64)
         lo, hi = np.percentile(values, [0.5, 99.5])
         auto = (float(lo + hi) / 2, float(max(hi - lo, 1e-6)))
-        return (float(self._level) if self._level is not None else auto[0],
-                float(self._width) if self._width is not None else auto[1])
+        return (
+            float(self._level) if self._level is not None else auto[0],
+            float(self._width) if self._width is not None else auto[1],
+        )
 
     def frame(self, k: Optional[int] = None) -> np.ndarray:
         """The ``(H, W, 3)`` uint8 picture of step ``k`` (default: the one shown), scaled for the screen."""
