@@ -34,6 +34,20 @@ SMALL_FEATURES = [8, 16, 32, 32]  # the --small fake official checkpoint
 TINY = {"features": [4, 8], "blocks": [1, 2], "patch_size": [16, 16, 16]}
 
 
+def test_public_names_are_the_checkpoint_and_network_api():
+    import nni_widget.model as model
+    from nni_widget.model import _checkpoint
+
+    assert len(model.__all__) == len(set(model.__all__))
+    assert set(model.__all__) == {
+        "CheckpointError", "ModelBundle", "NetworkConfigError", "ResEncUNet", "build_network_from_plans",
+        "load_model_folder", "make_plans", "resolve_configuration", "save_model_folder",
+    }  # fmt: skip
+    assert set(_checkpoint.__all__) <= set(model.__all__)  # built from it, not copied
+    for name in model.__all__:
+        assert getattr(model, name).__module__.startswith("nni_widget.model.")
+
+
 def _dna_from_plans(plans: dict, configuration: str, deep_supervision: bool = False) -> torch.nn.Module:
     """Build dynamic_network_architectures' network the way nnU-Net does (pydoc.locate on the plans)."""
     pytest.importorskip("dynamic_network_architectures")
