@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import ndimage
+from skimage.morphology import skeletonize
 
 from nni_widget.prompts import Box, Lasso, Point, Scribble
 from nni_widget.simulation import (
@@ -446,10 +447,14 @@ def test_scribbles_have_the_requested_width_and_stay_mostly_inside(width, style,
         axis, index = choose_slice(comp, rng)
         s = scribble_prompt(comp, axis, index, rng, width=width, style=style)
         assert isinstance(s, Scribble) and on_one_slice(s, axis, index)
-        # one stroke, drawn at the width: its deepest pixel is about width / 2 from the outside
+        # one stroke, drawn at the width: along its centre line it is about width / 2 deep. (Its
+        # deepest pixel can be deeper where a thick contour stroke turns tightly and the band meets
+        # itself, e.g. width 6 around a 10-voxel cross-section: so the median along the skeleton.)
         assert ndimage.label(s.mask, structure=np.ones((3, 3)))[1] == 1
-        depth = ndimage.distance_transform_edt(np.pad(s.mask, 1)).max()
-        assert width / 2 <= depth <= width / 2 + 1.5
+        edt = ndimage.distance_transform_edt(np.pad(s.mask, 1))
+        centre_line = skeletonize(np.pad(s.mask, 1))
+        assert edt.max() >= width / 2
+        assert np.median(edt[centre_line]) <= width / 2 + 1.5
         m2 = slice_of(GT, axis, index)
         inside.append((prompt_plane(s, SHAPE, axis) & m2).sum() / s.mask.sum())
     assert np.mean(inside) > (0.75 if width <= 3 else 0.6)
