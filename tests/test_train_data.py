@@ -186,3 +186,16 @@ def test_real_colin27_split():
     assert not (vol.pseudo.astype(bool) & vol.held_out).any()
     assert not set(HELD_OUT["colin27_aal"]) & set(vol.names.values())
     assert vol.manifest["package"] == "mricron-data" and vol.manifest["pseudo_labels"] > 100
+
+
+def test_evaluation_only_sources_are_refused_for_training(monkeypatch):
+    """The lung CTs are evaluation-only: prepare_real refuses them before fetching anything."""
+    assert S.SOURCES["lung1_ct"].evaluation_only and S.SOURCES["lung2_ct"].evaluation_only
+    assert not S.SOURCES["colin27_aal"].evaluation_only
+
+    def no_fetch(*args, **kwargs):
+        raise AssertionError("prepare_real must refuse before loading the data")
+
+    monkeypatch.setattr(S, "load_real", no_fetch)
+    with pytest.raises(ValueError, match="evaluation-only"):
+        prepare_real("lung1_ct")

@@ -45,6 +45,9 @@ HELD_OUT: dict[str, tuple[str, ...]] = {
         "Pallidum_L", "Pallidum_R", "Thalamus_L", "Thalamus_R",
     ),
     "mni152_tissue": ("ventricles",),
+    # evaluation-only CT: the one labelled structure is held out, so no training target is left
+    "lung1_ct": ("lung_lesion",),
+    "lung2_ct": ("lung_lesion",),
 }  # fmt: skip
 
 
@@ -218,9 +221,15 @@ def prepare_real(
 
     Raises:
         nni_widget.data.DataFetchError: the source cannot be fetched.
+        ValueError: the source is evaluation-only (``Source.evaluation_only``, e.g. the lung CTs).
     """
     from nni_widget.data._sources import SOURCES, data_cache_dir, load_real
 
+    if source in SOURCES and SOURCES[source].evaluation_only:
+        raise ValueError(
+            f"{source!r} is evaluation-only data (docs/data_sources.md): its images must not be trained "
+            "on. Remove it from TrainConfig.real_sources; evaluate_real_held_out and the quick suite use it."
+        )
     volume, semantic, names = load_real(source, cache_dir)
     image = np.asarray(volume.array, np.float32)
     held = held_out_labels(source, names)

@@ -102,8 +102,12 @@ def real_cases(source: str = "colin27_aal", structures: Sequence[str] = QUICK_ST
     return cases
 
 
+#: CT structures of the quick suite: pyradiomics' two labelled lung findings (evaluation only)
+QUICK_CT = {"lung1_ct": ("lung_lesion",), "lung2_ct": ("lung_lesion",)}
+
+
 def _quick() -> list[Case]:
-    return phantom_cases() + real_cases()
+    return phantom_cases() + real_cases() + [c for s, names in QUICK_CT.items() for c in real_cases(s, names)]
 
 
 def _tiny() -> list[Case]:

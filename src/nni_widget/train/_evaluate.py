@@ -155,7 +155,7 @@ def _crop(image: np.ndarray, gt: np.ndarray, margin: int = 20) -> tuple[np.ndarr
 def evaluate_real_held_out(
     model: str | os.PathLike[str],
     *,
-    sources: Sequence[str] = ("colin27_aal", "mni152_tissue"),
+    sources: Sequence[str] = ("colin27_aal", "mni152_tissue", "lung1_ct", "lung2_ct"),
     kinds: Sequence[str] = PROMPT_KINDS,
     margin: int = 20,
     use_engine: bool | None = None,
