@@ -1,6 +1,22 @@
 // The browser's copy of the label map, filled by patches from the kernel.
 // Stored as one Uint16Array per axial slice, allocated only when a slice gets a label, so an empty or
-// small segmentation of a large volume costs almost nothing.
+// small segmentation of a large volume costs almost nothing. Also the label colours.
+
+/** "#rrggbb" -> [r, g, b]. */
+export function hexToRgb(hex) {
+  const v = parseInt(hex.slice(1), 16);
+  return [(v >> 16) & 255, (v >> 8) & 255, v & 255];
+}
+
+/**
+ * The overlay colours, indexed by label id modulo the palette's length: id i (1, 2, ...) takes
+ * palette[(i - 1) % n] as in the kernel (PALETTE in _annotator.py: id 1 takes the first), so entry 0 is the
+ * last palette colour (ids n, 2n, ...).
+ */
+export function colorTable(palette) {
+  const pal = palette.map(hexToRgb);
+  return pal.map((_, k) => pal[(k - 1 + pal.length) % pal.length]);
+}
 
 export class LabelStore {
   constructor(shape) {

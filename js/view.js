@@ -147,11 +147,14 @@ export class SliceView {
         if (lab) {
           let edge = true;
           if (outline) {
+            // a boundary voxel: on the slice's border or next to another label
+            const border = r === 0 || r === R - 1 || c === 0 || c === C - 1;
             edge =
-              (r === 0 || labels[k - C] !== lab) ||
-              (r === R - 1 || labels[k + C] !== lab) ||
-              (c === 0 || labels[k - 1] !== lab) ||
-              (c === C - 1 || labels[k + 1] !== lab);
+              border ||
+              labels[k - C] !== lab ||
+              labels[k + C] !== lab ||
+              labels[k - 1] !== lab ||
+              labels[k + 1] !== lab;
           }
           if (edge) {
             const col = colors[lab % colors.length] || colors[0];
@@ -234,7 +237,10 @@ export class SliceView {
       const [a, b] = [pts[0], pts[pts.length - 1]];
       ctx.rect(Math.min(a[0], b[0]), Math.min(a[1], b[1]), Math.abs(a[0] - b[0]), Math.abs(a[1] - b[1]));
     } else {
-      pts.forEach(([x, y], i) => (i ? ctx.lineTo(x, y) : ctx.moveTo(x, y)));
+      for (const [i, [x, y]] of pts.entries()) {
+        if (i) ctx.lineTo(x, y);
+        else ctx.moveTo(x, y);
+      }
       if (s.tool === "lasso" && !faint && pts.length > 2) ctx.closePath();
     }
     ctx.stroke();
@@ -244,9 +250,10 @@ export class SliceView {
   // ---------------------------------------------------------------- input
   _bind() {
     const c = this.canvas;
+    this.listeners = []; // removers, run by destroy()
     const on = (el, ev, fn, opts) => {
       el.addEventListener(ev, fn, opts);
-      (this.listeners = this.listeners || []).push(() => el.removeEventListener(ev, fn, opts));
+      this.listeners.push(() => el.removeEventListener(ev, fn, opts));
     };
     on(c, "contextmenu", (e) => e.preventDefault());
     on(c, "pointerdown", (e) => this._down(e));
@@ -303,8 +310,8 @@ export class SliceView {
     if (g.kind === "window") {
       const [level, width] = g.window;
       const step = Math.max(width, 1) / 300;
-      const w = Math.max(1e-3, width + (x - g.x) * step / this.dpr);
-      const l = level - (y - g.y) * step / this.dpr;
+      const w = Math.max(1e-3, width + ((x - g.x) * step) / this.dpr);
+      const l = level - ((y - g.y) * step) / this.dpr;
       this.host.setWindow(l, w, false);
     } else if (g.kind === "pan") {
       this.panX = g.panX + (x - g.x) / this.dpr;

@@ -3,8 +3,11 @@
 // window/level, colours, opacity and outlines are applied here.
 
 import { decodeArray } from "./codec.js";
-import { LabelStore } from "./labels.js";
+import { colorTable, LabelStore } from "./labels.js";
 import { SliceView } from "./view.js";
+
+// per-stroke timing records kept on the host (the newest ones; see host.timings)
+const TIMINGS_KEPT = 1000;
 
 const TOOLS = [
   ["navigate", "navigate", "Navigate: click to move the crosshair (C)"],
@@ -27,11 +30,6 @@ function el(tag, props = {}, ...children) {
   }
   e.append(...children);
   return e;
-}
-
-function hexToRgb(hex) {
-  const v = parseInt(hex.slice(1), 16);
-  return [(v >> 16) & 255, (v >> 8) & 255, v & 255];
 }
 
 /** Image slices kept in the browser, least recently used dropped first. */
@@ -89,7 +87,10 @@ function render({ model, el: root }) {
     colors: null,
     views: [],
     elapsed: null,
-    timings: [], // per stroke: when it was sent and when its result was drawn (benchmarks read these)
+    // per stroke, keyed by its seq: when it was sent and when its result was drawn (benchmarks read
+    // host.timings[seq]); only the newest TIMINGS_KEPT strokes are kept, so a long session stays small
+    timings: {},
+    strokes: 0, // strokes sent so far: the next stroke's seq
   };
 
   host.requestSlice = (axis, index) => {
@@ -117,17 +118,17 @@ function render({ model, el: root }) {
     return lut;
   };
   host.colorTable = () => {
-    if (!host.colors) {
-      const pal = meta.palette.map(hexToRgb);
-      host.colors = pal.map((_, k) => pal[(k - 1 + pal.length) % pal.length]);
-    }
+    host.colors = host.colors || colorTable(meta.palette);
     return host.colors;
   };
   host.redraw = () => {
     for (const v of host.views) if (v.el.isConnected && v.el.style.display !== "none") v.draw();
   };
   host.setPosition = (pos) => {
-    model.set("position", pos.map((p, a) => Math.min(Math.max(Math.round(p), 0), meta.shape[a] - 1)));
+    model.set(
+      "position",
+      pos.map((p, a) => Math.min(Math.max(Math.round(p), 0), meta.shape[a] - 1)),
+    );
     model.save_changes();
   };
   host.setSlice = (axis, index) => {
@@ -142,11 +143,19 @@ function render({ model, el: root }) {
     syncWindowInputs();
   };
   host.sendStroke = (view, s) => {
-    const seq = host.timings.length;
-    const msg = { kind: "prompt", seq, tool: s.tool, positive: s.positive, axis: view.axis, index: s.index,
-      points: s.points.map(([r, c]) => [Number(r.toFixed(3)), Number(c.toFixed(3))]) };
+    const seq = host.strokes++;
+    const msg = {
+      kind: "prompt",
+      seq,
+      tool: s.tool,
+      positive: s.positive,
+      axis: view.axis,
+      index: s.index,
+      points: s.points.map(([r, c]) => [Number(r.toFixed(3)), Number(c.toFixed(3))]),
+    };
     view.pending.push(s);
-    host.timings.push({ seq, sent: performance.now(), drawn: null });
+    host.timings[seq] = { seq, sent: performance.now(), drawn: null };
+    delete host.timings[seq - TIMINGS_KEPT];
     root.dataset.sent = String(Number(root.dataset.sent || 0) + 1);
     model.send(msg);
   };
@@ -190,74 +199,170 @@ function render({ model, el: root }) {
   const toolbar = el("div", { class: "nni-toolbar" });
   const toolButtons = {};
   for (const [name, icon, tip] of TOOLS) {
-    toolButtons[name] = el("button", { class: "nni-btn nni-tool", title: tip, dataset: { tool: name },
-      onclick: () => {
-        model.set("tool", name);
-        model.save_changes();
-      } }, icon);
+    toolButtons[name] = el(
+      "button",
+      {
+        class: "nni-btn nni-tool",
+        title: tip,
+        dataset: { tool: name },
+        onclick: () => {
+          model.set("tool", name);
+          model.save_changes();
+        },
+      },
+      icon,
+    );
     toolbar.append(toolButtons[name]);
   }
-  const polarity = el("button", { class: "nni-btn nni-polarity", title: "Positive / negative (N; hold Shift to flip)",
+  const polarity = el("button", {
+    class: "nni-btn nni-polarity",
+    title: "Positive / negative (N; hold Shift to flip)",
     onclick: () => {
       model.set("positive", !model.get("positive"));
       model.save_changes();
-    } });
-  const undoBtn = el("button", { class: "nni-btn", title: "Undo (Z, Ctrl+Z)", dataset: { action: "undo" },
-    onclick: () => host.action("undo") }, "↶");
-  const redoBtn = el("button", { class: "nni-btn", title: "Redo (Y, Ctrl+Shift+Z)", dataset: { action: "redo" },
-    onclick: () => host.action("redo") }, "↷");
-  const layoutSel = el("select", { class: "nni-select", title: "Layout",
-    onchange: () => {
-      model.set("layout", layoutSel.value);
-      model.save_changes();
-    } }, ...["three", "axial", "coronal", "sagittal"].map((v) => el("option", { value: v }, v)));
-  const presetSel = el("select", { class: "nni-select", title: "Window preset",
-    onchange: () => {
-      const p = meta.presets[presetSel.value];
-      if (p) host.setWindow(p[0], p[1], true);
-    } }, ...Object.keys(meta.presets).map((v) => el("option", { value: v }, v)));
-  const levelIn = el("input", { type: "number", class: "nni-num", title: "Level", step: "any",
-    onchange: () => host.setWindow(Number(levelIn.value), Number(widthIn.value), true) });
-  const widthIn = el("input", { type: "number", class: "nni-num", title: "Width", step: "any",
-    onchange: () => host.setWindow(Number(levelIn.value), Number(widthIn.value), true) });
-  const opacityIn = el("input", { type: "range", min: "0", max: "1", step: "0.05", class: "nni-opacity",
-    title: "Overlay opacity", oninput: () => {
+    },
+  });
+  const undoBtn = el(
+    "button",
+    { class: "nni-btn", title: "Undo (Z, Ctrl+Z)", dataset: { action: "undo" }, onclick: () => host.action("undo") },
+    "↶",
+  );
+  const redoBtn = el(
+    "button",
+    {
+      class: "nni-btn",
+      title: "Redo (Y, Ctrl+Shift+Z)",
+      dataset: { action: "redo" },
+      onclick: () => host.action("redo"),
+    },
+    "↷",
+  );
+  const layoutSel = el(
+    "select",
+    {
+      class: "nni-select",
+      title: "Layout",
+      onchange: () => {
+        model.set("layout", layoutSel.value);
+        model.save_changes();
+      },
+    },
+    ...["three", "axial", "coronal", "sagittal"].map((v) => el("option", { value: v }, v)),
+  );
+  const presetSel = el(
+    "select",
+    {
+      class: "nni-select",
+      title: "Window preset",
+      onchange: () => {
+        const p = meta.presets[presetSel.value];
+        if (p) host.setWindow(p[0], p[1], true);
+      },
+    },
+    ...Object.keys(meta.presets).map((v) => el("option", { value: v }, v)),
+  );
+  const levelIn = el("input", {
+    type: "number",
+    class: "nni-num",
+    title: "Level",
+    step: "any",
+    onchange: () => host.setWindow(Number(levelIn.value), Number(widthIn.value), true),
+  });
+  const widthIn = el("input", {
+    type: "number",
+    class: "nni-num",
+    title: "Width",
+    step: "any",
+    onchange: () => host.setWindow(Number(levelIn.value), Number(widthIn.value), true),
+  });
+  const opacityIn = el("input", {
+    type: "range",
+    min: "0",
+    max: "1",
+    step: "0.05",
+    class: "nni-opacity",
+    title: "Overlay opacity",
+    oninput: () => {
       model.set("opacity", Number(opacityIn.value));
       model.save_changes();
-    } });
-  const outlineIn = el("input", { type: "checkbox", title: "Outline instead of fill", onchange: () => {
-    model.set("outline", outlineIn.checked);
-    model.save_changes();
-  } });
-  toolbar.append(polarity, undoBtn, redoBtn, layoutSel, el("span", { class: "nni-sep" }), "W/L",
-    presetSel, levelIn, widthIn, el("span", { class: "nni-sep" }), "opacity", opacityIn,
-    el("label", { class: "nni-check" }, outlineIn, "outline"));
+    },
+  });
+  const outlineIn = el("input", {
+    type: "checkbox",
+    title: "Outline instead of fill",
+    onchange: () => {
+      model.set("outline", outlineIn.checked);
+      model.save_changes();
+    },
+  });
+  toolbar.append(
+    polarity,
+    undoBtn,
+    redoBtn,
+    layoutSel,
+    el("span", { class: "nni-sep" }),
+    "W/L",
+    presetSel,
+    levelIn,
+    widthIn,
+    el("span", { class: "nni-sep" }),
+    "opacity",
+    opacityIn,
+    el("label", { class: "nni-check" }, outlineIn, "outline"),
+  );
 
   const viewsBox = el("div", { class: "nni-views" });
   host.views = [0, 1, 2].map((a) => new SliceView(a, host));
   viewsBox.append(...host.views.map((v) => v.el));
 
   const objList = el("div", { class: "nni-objects" });
-  const side = el("div", { class: "nni-side" },
+  const side = el(
+    "div",
+    { class: "nni-side" },
     el("div", { class: "nni-side-title" }, "Objects"),
     objList,
-    el("div", { class: "nni-side-buttons" },
-      el("button", { class: "nni-btn", dataset: { action: "new" }, title: "New object (O)",
-        onclick: () => host.action("new") }, "+ new"),
-      el("button", { class: "nni-btn", dataset: { action: "next" }, title: "Next object (])",
-        onclick: () => host.action("next") }, "next"),
-      el("button", { class: "nni-btn", dataset: { action: "reset" }, title: "Clear the active object",
-        onclick: () => host.action("reset") }, "reset")));
+    el(
+      "div",
+      { class: "nni-side-buttons" },
+      el(
+        "button",
+        { class: "nni-btn", dataset: { action: "new" }, title: "New object (O)", onclick: () => host.action("new") },
+        "+ new",
+      ),
+      el(
+        "button",
+        { class: "nni-btn", dataset: { action: "next" }, title: "Next object (])", onclick: () => host.action("next") },
+        "next",
+      ),
+      el(
+        "button",
+        {
+          class: "nni-btn",
+          dataset: { action: "reset" },
+          title: "Clear the active object",
+          onclick: () => host.action("reset"),
+        },
+        "reset",
+      ),
+    ),
+  );
   const main = el("div", { class: "nni-main" }, viewsBox, side);
 
   const busyEl = el("span", { class: "nni-busy" });
   const statusEl = el("span", { class: "nni-status" });
   const errorText = el("span");
-  const errorEl = el("div", { class: "nni-error", role: "alert" }, errorText,
-    el("button", { class: "nni-btn nni-dismiss", title: "Dismiss", onclick: () => host.action("dismiss") }, "×"));
-  const footer = el("div", { class: "nni-footer" },
-    `${meta.shape.join(" × ")} voxels, ${meta.spacing.map((s) => s.toFixed(2)).join(" × ")} mm · ${meta.device}`
-    + (meta.licence ? ` · model licence: ${meta.licence.split("\n")[0].slice(0, 120)}` : ""));
+  const errorEl = el(
+    "div",
+    { class: "nni-error", role: "alert" },
+    errorText,
+    el("button", { class: "nni-btn nni-dismiss", title: "Dismiss", onclick: () => host.action("dismiss") }, "×"),
+  );
+  const footer = el(
+    "div",
+    { class: "nni-footer" },
+    `${meta.shape.join(" × ")} voxels, ${meta.spacing.map((s) => s.toFixed(2)).join(" × ")} mm · ${meta.device}` +
+      (meta.licence ? ` · model licence: ${meta.licence.split("\n")[0].slice(0, 120)}` : ""),
+  );
   root.append(toolbar, main, el("div", { class: "nni-statusbar" }, busyEl, statusEl), errorEl, footer);
   root.__nni = host; // tests read the label store and views through this
 
@@ -288,38 +393,55 @@ function render({ model, el: root }) {
   }
   function syncObjects() {
     const active = model.get("active_object");
-    objList.replaceChildren(...model.get("objects").map((o) => {
-      const name = el("span", { class: "nni-obj-name", title: "Double-click to rename" }, o.name);
-      const row = el("div", { class: `nni-obj${o.id === active ? " nni-on" : ""}`, dataset: { id: String(o.id) },
-        onclick: () => host.action("select", { id: o.id }) },
-      el("span", { class: "nni-swatch", style: `background:${o.color}` }), name,
-      el("span", { class: "nni-obj-count", title: "prompts" }, String(o.prompts)),
-      el("button", { class: "nni-btn nni-del", title: "Delete object", dataset: { action: "delete" },
-        onclick: (e) => {
+    objList.replaceChildren(
+      ...model.get("objects").map((o) => {
+        const name = el("span", { class: "nni-obj-name", title: "Double-click to rename" }, o.name);
+        const row = el(
+          "div",
+          {
+            class: `nni-obj${o.id === active ? " nni-on" : ""}`,
+            dataset: { id: String(o.id) },
+            onclick: () => host.action("select", { id: o.id }),
+          },
+          el("span", { class: "nni-swatch", style: `background:${o.color}` }),
+          name,
+          el("span", { class: "nni-obj-count", title: "prompts" }, String(o.prompts)),
+          el(
+            "button",
+            {
+              class: "nni-btn nni-del",
+              title: "Delete object",
+              dataset: { action: "delete" },
+              onclick: (e) => {
+                e.stopPropagation();
+                host.action("delete", { id: o.id });
+              },
+            },
+            "×",
+          ),
+        );
+        name.addEventListener("dblclick", (e) => {
           e.stopPropagation();
-          host.action("delete", { id: o.id });
-        } }, "×"));
-      name.addEventListener("dblclick", (e) => {
-        e.stopPropagation();
-        const input = el("input", { class: "nni-rename", value: o.name });
-        const done = (commit) => {
-          if (commit && input.value.trim() && input.value !== o.name) {
-            host.action("rename", { id: o.id, value: input.value });
-          }
-          syncObjects();
-        };
-        input.addEventListener("keydown", (ev) => {
-          ev.stopPropagation();
-          if (ev.key === "Enter") done(true);
-          if (ev.key === "Escape") done(false);
+          const input = el("input", { class: "nni-rename", value: o.name });
+          const done = (commit) => {
+            if (commit && input.value.trim() && input.value !== o.name) {
+              host.action("rename", { id: o.id, value: input.value });
+            }
+            syncObjects();
+          };
+          input.addEventListener("keydown", (ev) => {
+            ev.stopPropagation();
+            if (ev.key === "Enter") done(true);
+            if (ev.key === "Escape") done(false);
+          });
+          input.addEventListener("blur", () => done(true));
+          name.replaceWith(input);
+          input.focus();
+          input.select();
         });
-        input.addEventListener("blur", () => done(true));
-        name.replaceWith(input);
-        input.focus();
-        input.select();
-      });
-      return row;
-    }));
+        return row;
+      }),
+    );
     root.dataset.objects = String(model.get("objects").length);
     root.dataset.active = String(active);
   }
@@ -443,8 +565,9 @@ function render({ model, el: root }) {
   syncWindowInputs();
   opacityIn.value = String(model.get("opacity"));
   outlineIn.checked = model.get("outline");
-  const preset = Object.entries(meta.presets).find(([, w]) => w[0] === model.get("window")[0]
-    && w[1] === model.get("window")[1]);
+  const preset = Object.entries(meta.presets).find(
+    ([, w]) => w[0] === model.get("window")[0] && w[1] === model.get("window")[1],
+  );
   if (preset) presetSel.value = preset[0];
 
   host.resyncing = true;
