@@ -1,0 +1,159 @@
+"""Writing checkpoint folders in the official nnInteractive layout (see :mod:`nni_widget.model._layout`).
+
+:func:`save_model_folder` writes a folder that both :func:`~nni_widget.model.load_model_folder` and
+the official nnInteractive tools load: the plans, dataset and interaction metadata (both the current
+and the legacy file), an optional licence, and ``fold_<fold>/checkpoint_final.pth`` holding the
+weights and trainer metadata. JSON files and the checkpoint are written under a temporary name and
+then moved into place.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from nni_widget.model._layout import (
+    _DEFAULT_TRAINER,
+    _EXTRA_KEY,
+    CHECKPOINT_FILE,
+    DATASET_FILE,
+    DEFAULT_INTERACTION_DECAY,
+    DEFAULT_POINT_RADIUS,
+    DEFAULT_SCRIBBLE_THICKNESS,
+    INFO_FILE,
+    LEGACY_INFO_FILE,
+    NUM_CLASSES,
+    NUM_INPUT_CHANNELS,
+    PLANS_FILE,
+    CheckpointError,
+)
+from nni_widget.model._network import NetworkConfigError, build_network_from_plans
+from nni_widget.model._weights import _describe_mismatch
+
+__all__ = ["save_model_folder"]
+
+logger = logging.getLogger(__name__)
+
+
+def _cpu_state_dict(network: nn.Module) -> dict[str, torch.Tensor]:
+    """The network's state dict on the CPU, keeping aliases (duplicate keys) sharing one tensor."""
+    network = getattr(network, "_orig_mod", network)  # torch.compile wrapper
+    out: dict[str, torch.Tensor] = {}
+    seen: dict[tuple[Any, ...], torch.Tensor] = {}
+    for key, tensor in network.state_dict().items():
+        alias = (tensor.device, tensor.data_ptr(), tensor.dtype, tuple(tensor.shape), tensor.stride())
+        if alias not in seen:
+            seen[alias] = tensor.detach().cpu()
+        out[key] = seen[alias]
+    return out
+
+
+def _write_json(path: Path, content: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(content, indent=4) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def save_model_folder(
+    network: nn.Module,
+    folder: str | os.PathLike[str],
+    *,
+    plans: Mapping[str, Any],
+    configuration: str,
+    interaction_decay: float = DEFAULT_INTERACTION_DECAY,
+    point_radius: int = DEFAULT_POINT_RADIUS,
+    trainer_name: str = _DEFAULT_TRAINER,
+    extra: Mapping[str, Any] | None = None,
+    fold: int | str = 0,
+    licence: str | None = None,
+    current_epoch: int = 0,
+    dataset: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write a checkpoint folder that both :func:`load_model_folder` and the official tools load.
+
+    Args:
+        network: The trained network (a :class:`ResEncUNet` or any module with the same keys;
+            a torch.compile wrapper is unwrapped). Must match ``plans``/``configuration``.
+        folder: Output folder (created; existing files of the layout are overwritten).
+        plans: Plans dict (see :func:`make_plans`).
+        configuration: Configuration in ``plans`` the network was built from.
+        interaction_decay: Prompt decay factor in (0, 1].
+        point_radius: Radius in voxels of point prompts.
+        trainer_name: Recorded trainer class; the default is the stub the official engine ships.
+        extra: JSON-serialisable metadata kept in the checkpoint (returned as ``ModelBundle.extra``).
+        fold: Fold folder suffix.
+        licence: Text for a LICENSE file (first line a short licence id); ``None`` writes none.
+        current_epoch: Recorded epoch.
+        dataset: dataset.json content; defaults to one image channel and background/foreground.
+
+    Returns:
+        Path of the written ``checkpoint_final.pth``.
+
+    Raises:
+        CheckpointError: The network does not match the plans, or arguments are invalid.
+    """
+    if not 0.0 < interaction_decay <= 1.0:
+        raise CheckpointError(f"interaction_decay must be in (0, 1], got {interaction_decay}")
+    extra = dict(extra or {})
+    try:
+        json.dumps(extra)
+    except TypeError as err:
+        raise CheckpointError(f"extra metadata must be JSON-serialisable: {err}") from None
+    try:
+        with torch.device("meta"):
+            reference = build_network_from_plans(plans, configuration, NUM_INPUT_CHANNELS, NUM_CLASSES)
+    except NetworkConfigError as err:
+        raise CheckpointError(f"plans/configuration invalid: {err}") from None
+    state = _cpu_state_dict(network)
+    problems = _describe_mismatch({k: v.shape for k, v in reference.state_dict().items()}, state)
+    if problems:
+        raise CheckpointError(f"network does not match plans configuration {configuration!r} - {problems}")
+
+    folder = Path(folder).expanduser()
+    fold_dir = folder / f"fold_{fold}"
+    fold_dir.mkdir(parents=True, exist_ok=True)
+    plans = json.loads(json.dumps(plans))  # plain JSON types only inside the pickle
+    _write_json(folder / PLANS_FILE, plans)
+    _write_json(
+        folder / DATASET_FILE,
+        dict(dataset)
+        if dataset is not None
+        else {
+            "channel_names": {"0": "image"},
+            "labels": {"background": 0, "foreground": 1},
+            "numTraining": 0,
+            "file_ending": ".nii.gz",
+        },
+    )
+    info = {
+        "interaction_decay": float(interaction_decay),
+        "point_radius": int(point_radius),
+        "preferred_scribble_thickness": list(DEFAULT_SCRIBBLE_THICKNESS),
+    }
+    _write_json(folder / INFO_FILE, info)
+    # Older tools read only this file; its inference_class names the session they should use.
+    _write_json(folder / LEGACY_INFO_FILE, {"inference_class": "nnInteractiveInferenceSessionV5", **info})
+    if licence is not None:
+        (folder / "LICENSE").write_text(licence.rstrip() + "\n", encoding="utf-8")
+
+    checkpoint = {
+        "network_weights": state,
+        "init_args": {"plans": plans, "configuration": configuration, "fold": fold},
+        "trainer_name": trainer_name,
+        "inference_allowed_mirroring_axes": None,
+        "current_epoch": int(current_epoch),
+        _EXTRA_KEY: extra,
+    }
+    path = fold_dir / CHECKPOINT_FILE
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(checkpoint, tmp)
+    os.replace(tmp, path)
+    logger.info("saved %s (%s) to %s", type(network).__name__, configuration, folder)
+    return path

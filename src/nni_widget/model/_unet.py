@@ -1,0 +1,294 @@
+"""Residual-encoder 3D UNet, state-dict compatible with dynamic_network_architectures.
+
+The official nnInteractive checkpoint stores the weights of dynamic_network_architectures 0.4.4's
+``ResidualEncoderUNet``. This module rebuilds that network without depending on the package (its
+declared dependencies drag a CUDA torch onto CPU machines), from the blocks of
+:mod:`nni_widget.model._blocks`. Module *names* follow the original exactly, because they are the
+state-dict keys:
+
+* every conv/norm/activation unit exposes ``conv`` and ``norm`` and also lists the same modules in
+  an ``all_modules`` sequence, so each of its tensors appears under two keys;
+* the decoder keeps a reference to the encoder as ``decoder.encoder``, so the whole encoder appears
+  a second time under that prefix.
+
+``load_state_dict(strict=True)`` of an official state dict therefore works unchanged, and
+``state_dict()`` of this network loads into the original class. Shared modules are counted once by
+``parameters()``, so parameter counts match as well.
+
+Only the subset the nnInteractive plans use is supported: ``Conv3d``, ``InstanceNorm3d``,
+``LeakyReLU``, no dropout, basic residual blocks, strided-conv downsampling.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from nni_widget.model._blocks import (
+    ConvStack,
+    NetworkConfigError,
+    ResidualBlock,
+    ResidualStage,
+    Triple,
+    _per_stage,
+    _triple,
+)
+
+__all__ = [
+    "ResEncUNet",
+    "ResidualEncoder",
+    "UNetDecoder",
+]
+
+
+class ResidualEncoder(nn.Module):
+    """Stem (one conv unit, no stride) followed by one :class:`ResidualStage` per resolution.
+
+    Args:
+        in_channels: Network input channels.
+        features: Output channels of each stage.
+        kernel_sizes: Conv kernel of each stage.
+        strides: Downsampling stride of each stage (the first is normally 1).
+        blocks: Residual blocks per stage.
+        conv_bias: Bias on the 3x3x3 convs.
+        norm_kwargs: Keyword arguments of ``nn.InstanceNorm3d``.
+        nonlin_kwargs: Keyword arguments of ``nn.LeakyReLU``.
+        stem_channels: Output channels of the stem; defaults to ``features[0]``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        features: Sequence[int],
+        kernel_sizes: Sequence[Triple],
+        strides: Sequence[Triple],
+        blocks: Sequence[int],
+        conv_bias: bool,
+        norm_kwargs: Mapping[str, Any],
+        nonlin_kwargs: Mapping[str, Any],
+        stem_channels: int | None = None,
+    ) -> None:
+        super().__init__()
+        stem_channels = features[0] if stem_channels is None else stem_channels
+        self.stem = ConvStack(
+            1, in_channels, stem_channels, kernel_sizes[0], (1, 1, 1), conv_bias, norm_kwargs, nonlin_kwargs
+        )
+        stages = []
+        channels = stem_channels
+        for feat, kernel, stride, n_blocks in zip(features, kernel_sizes, strides, blocks, strict=True):
+            stages.append(
+                ResidualStage(n_blocks, channels, feat, kernel, stride, conv_bias, norm_kwargs, nonlin_kwargs)
+            )
+            channels = feat
+        self.stages = nn.Sequential(*stages)
+        # Plain attributes (not modules) the decoder needs.
+        self.output_channels: list[int] = list(features)
+        self.strides: list[Triple] = list(strides)
+        self.kernel_sizes: list[Triple] = list(kernel_sizes)
+        self.conv_bias = conv_bias
+        self.norm_kwargs = dict(norm_kwargs)
+        self.nonlin_kwargs = dict(nonlin_kwargs)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Encode.
+
+        Args:
+            x: ``(B, C_in, Z, Y, X)``.
+
+        Returns:
+            The output of every stage, highest resolution first; stage ``s`` has ``features[s]``
+            channels and the spatial size divided by the product of the strides up to ``s``.
+        """
+        x = self.stem(x)
+        skips = []
+        for stage in self.stages:
+            x = stage(x)
+            skips.append(x)
+        return skips
+
+
+class UNetDecoder(nn.Module):
+    """Transposed-conv upsampling, concatenation with the skip, conv units, 1x1x1 segmentation heads.
+
+    A head is built for every decoder stage so checkpoints trained with deep supervision load either
+    way; without deep supervision only the last (full-resolution) head runs.
+
+    Args:
+        encoder: The encoder; stored as a submodule (this is the ``decoder.encoder`` key prefix).
+        num_classes: Output logits.
+        n_conv_per_stage: Conv units per decoder stage, lowest resolution first.
+        deep_supervision: Return one output per decoder stage instead of only the last.
+    """
+
+    def __init__(
+        self,
+        encoder: ResidualEncoder,
+        num_classes: int,
+        n_conv_per_stage: Sequence[int],
+        deep_supervision: bool = False,
+    ) -> None:
+        super().__init__()
+        self.deep_supervision = deep_supervision
+        self.encoder = encoder
+        self.num_classes = num_classes
+        feats = encoder.output_channels
+        n_stages = len(feats)
+        if len(n_conv_per_stage) != n_stages - 1:
+            raise NetworkConfigError(
+                f"n_conv_per_stage_decoder needs {n_stages - 1} entries, got {len(n_conv_per_stage)}"
+            )
+        stages, transpconvs, seg_layers = [], [], []
+        for s in range(1, n_stages):
+            below, skip = feats[-s], feats[-(s + 1)]
+            stride = encoder.strides[-s]
+            transpconvs.append(nn.ConvTranspose3d(below, skip, stride, stride, bias=encoder.conv_bias))
+            stages.append(
+                ConvStack(
+                    n_conv_per_stage[s - 1],
+                    2 * skip,
+                    skip,
+                    encoder.kernel_sizes[-(s + 1)],
+                    (1, 1, 1),
+                    encoder.conv_bias,
+                    encoder.norm_kwargs,
+                    encoder.nonlin_kwargs,
+                )
+            )
+            seg_layers.append(nn.Conv3d(skip, num_classes, 1, 1, 0, bias=True))
+        self.stages = nn.ModuleList(stages)
+        self.transpconvs = nn.ModuleList(transpconvs)
+        self.seg_layers = nn.ModuleList(seg_layers)
+
+    def forward(self, skips: Sequence[torch.Tensor]) -> torch.Tensor | list[torch.Tensor]:
+        """Decode.
+
+        Args:
+            skips: Encoder outputs, highest resolution first (bottleneck last).
+
+        Returns:
+            ``(B, num_classes, Z, Y, X)`` logits at the resolution of ``skips[0]``; with deep
+            supervision a list of such tensors, highest resolution first.
+        """
+        x = skips[-1]
+        n = len(self.stages)
+        outputs: list[torch.Tensor] = []
+        for s in range(n):
+            x = torch.cat((self.transpconvs[s](x), skips[-(s + 2)]), dim=1)
+            x = self.stages[s](x)
+            if self.deep_supervision:
+                outputs.append(self.seg_layers[s](x))
+        if not self.deep_supervision:
+            return self.seg_layers[n - 1](x)
+        return outputs[::-1]
+
+
+class ResEncUNet(nn.Module):
+    """Residual-encoder 3D UNet (nnU-Net "ResEnc" family), keys identical to the original.
+
+    Args:
+        in_channels: Input channels (8 for nnInteractive: image, previous mask, 6 prompt channels).
+        num_classes: Output logits (2 for nnInteractive: background, foreground).
+        features: Channels per stage, e.g. ``(32, 64, 128, 256, 320, 320)``.
+        kernel_sizes: Kernel per stage (int or 3 ints each).
+        strides: Downsampling stride per stage (int or 3 ints each); the first is normally 1.
+        blocks: Residual blocks per encoder stage.
+        decoder_convs: Conv units per decoder stage (``len(features) - 1`` entries).
+        conv_bias: Bias on the 3x3x3 and transposed convs.
+        norm_kwargs: ``nn.InstanceNorm3d`` keyword arguments (``eps``, ``affine``, ...).
+        nonlin_kwargs: ``nn.LeakyReLU`` keyword arguments.
+        deep_supervision: Return outputs of every decoder stage (training) instead of one.
+        stem_channels: Stem output channels; defaults to ``features[0]``.
+
+    Input ``(B, in_channels, Z, Y, X)`` with each spatial edge divisible by the product of the
+    strides along it; output ``(B, num_classes, Z, Y, X)`` logits.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        features: Sequence[int],
+        kernel_sizes: int | Sequence[int | Sequence[int]],
+        strides: int | Sequence[int | Sequence[int]],
+        blocks: int | Sequence[int],
+        decoder_convs: int | Sequence[int],
+        *,
+        conv_bias: bool = True,
+        norm_kwargs: Mapping[str, Any] | None = None,
+        nonlin_kwargs: Mapping[str, Any] | None = None,
+        deep_supervision: bool = False,
+        stem_channels: int | None = None,
+    ) -> None:
+        super().__init__()
+        n = len(features)
+        if n < 2:
+            raise NetworkConfigError(f"a UNet needs at least 2 stages, got {n}")
+        kernels = [_triple(k, "kernel size") for k in _per_stage(kernel_sizes, n, "kernel_sizes")]
+        if any(k % 2 == 0 for kernel in kernels for k in kernel):
+            raise NetworkConfigError(f"kernel sizes must be odd for 'same' padding, got {kernels}")
+        stride_list = [_triple(s, "stride") for s in _per_stage(strides, n, "strides")]
+        block_list = [int(b) for b in _per_stage(blocks, n, "n_blocks_per_stage")]
+        dec_list = [int(c) for c in _per_stage(decoder_convs, n - 1, "n_conv_per_stage_decoder")]
+        norm_kwargs = {"eps": 1e-5, "affine": True} if norm_kwargs is None else dict(norm_kwargs)
+        nonlin_kwargs = {"inplace": True} if nonlin_kwargs is None else dict(nonlin_kwargs)
+        self.in_channels = in_channels
+        self.num_classes = num_classes
+        self.encoder = ResidualEncoder(
+            in_channels,
+            [int(f) for f in features],
+            kernels,
+            stride_list,
+            block_list,
+            conv_bias,
+            norm_kwargs,
+            nonlin_kwargs,
+            stem_channels,
+        )
+        self.decoder = UNetDecoder(self.encoder, num_classes, dec_list, deep_supervision)
+
+    @property
+    def deep_supervision(self) -> bool:
+        """Whether :meth:`forward` returns one output per decoder stage."""
+        return self.decoder.deep_supervision
+
+    @deep_supervision.setter
+    def deep_supervision(self, value: bool) -> None:
+        self.decoder.deep_supervision = bool(value)
+
+    @property
+    def total_stride(self) -> Triple:
+        """Product of all strides per axis: spatial input edges must be multiples of it."""
+        out = [1, 1, 1]
+        for stride in self.encoder.strides:
+            out = [o * s for o, s in zip(out, stride, strict=True)]
+        return (out[0], out[1], out[2])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        """Segment.
+
+        Args:
+            x: ``(B, in_channels, Z, Y, X)`` float input.
+
+        Returns:
+            ``(B, num_classes, Z, Y, X)`` logits, or with deep supervision a list of logits at
+            decreasing resolution (full resolution first).
+        """
+        return self.decoder(self.encoder(x))
+
+    @torch.no_grad()
+    def init_weights(self, neg_slope: float = 1e-2) -> None:
+        """Initialise for training: He-normal convs, zero biases, zero last norm of each residual path.
+
+        Zeroing the second norm makes every residual block start as (activated) identity.
+        """
+        for module in self.modules():
+            if isinstance(module, nn.Conv3d | nn.ConvTranspose3d):
+                nn.init.kaiming_normal_(module.weight, a=neg_slope)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            if isinstance(module, ResidualBlock) and module.conv2.norm.weight is not None:
+                nn.init.zeros_(module.conv2.norm.weight)
+                nn.init.zeros_(module.conv2.norm.bias)
