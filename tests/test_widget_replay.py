@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -9,8 +10,15 @@ import pytest
 
 from nni_widget.data import sample_labels, sample_volume
 from nni_widget.prompts import Box, Lasso, Point, Scribble
-from nni_widget.viz import NEGATIVE, dice, overlay_rgb, prompt_plane_mask
-from nni_widget.widget import ReplayCanvas, ReplayStep, StepRecorder, record_steps, render_frame
+from nni_widget.viz import NEGATIVE, dice, prompt_plane_mask, replay_view
+from nni_widget.widget import (
+    ReplayCanvas,
+    ReplayStep,
+    StepRecorder,
+    record_steps,
+    render_frame,
+    steps_from_masks,
+)
 from nni_widget.widget._replay import GT_RGB, MASK_RGB, NEGATIVE_RGB, POSITIVE_RGB
 
 GREY = 128  # a value of 40 in the default window (level 40, width 400) is mid-grey
@@ -45,14 +53,10 @@ def test_render_frame_point_mask_and_grey():
 
 
 def test_negative_prompts_are_red_in_the_widget_the_replay_and_viz():
-    assert tuple(NEGATIVE) == NEGATIVE_RGB == (255, 60, 60)
+    assert tuple(NEGATIVE) == NEGATIVE_RGB == (255, 60, 60)  # viz.show_slice draws NEGATIVE
     view_js = Path(__file__).resolve().parents[1] / "js" / "view.js"
     if view_js.is_file():  # the widget draws negative strokes in the same red
         assert "rgba(255, 60, 60," in view_js.read_text()
-    prompt = np.zeros((6, 6), bool)
-    prompt[2, 2] = True
-    px = overlay_rgb(np.full((6, 6), 40.0), prompt=prompt, positive=False)[2, 2].astype(int)
-    assert px[0] > 200 and px[1] < 100 and px[2] < 100  # red, not magenta
 
 
 def test_render_frame_window_gt_outline_and_no_gt():
@@ -79,6 +83,99 @@ def test_render_frame_box_and_lasso_outlined_scribble_filled():
     scribble = Scribble.from_polyline(0, 3, [(10, 2), (10, 25)], width=1.0)
     rgb = render_frame(_step(scribble))
     assert tuple(rgb[10, 12]) == POSITIVE_RGB and _is_grey(rgb[2, 12])
+
+
+# ---------------------------------------------------------------------------- from precomputed masks
+def _scene():
+    """A (10, 20, 30) image, a ground truth and three prompts with the masks predicted after them."""
+    image = np.arange(10 * 20 * 30, dtype=np.float32).reshape(10, 20, 30)
+    gt = np.zeros(image.shape, bool)
+    gt[2:8, 5:15, 8:22] = True
+    prompts = [
+        Point((4, 9, 12)),
+        Box.on_slice(1, 6, (3, 10), (7, 18), positive=False),
+        Scribble.from_polyline(2, 20, [(3, 6), (3, 14)], width=1.0),
+    ]
+    masks = []
+    for k in range(3):
+        m = np.zeros(image.shape, bool)
+        m[2 : 5 + k, 4:14, 6 : 12 + 3 * k] = True
+        masks.append(m)
+    return image, gt, prompts, masks
+
+
+def test_steps_from_masks_keep_slices_prompt_title_and_dice():
+    image, gt, prompts, masks = _scene()
+    titles = ["first <click>", None, "scribble"]
+    steps = steps_from_masks(image, prompts, iter(masks), gt=gt, titles=titles)  # masks may be a generator
+    assert [(s.axis, s.index) for s in steps] == [(0, 4), (1, 6), (2, 20)]
+    for s, m, prompt, title in zip(steps, masks, prompts, titles):
+        idx = [slice(None)] * 3
+        idx[s.axis] = s.index
+        np.testing.assert_array_equal(s.image, image[tuple(idx)])
+        np.testing.assert_array_equal(s.mask, m[tuple(idx)])
+        np.testing.assert_array_equal(s.gt, gt[tuple(idx)])
+        np.testing.assert_array_equal(s.prompt_pixels, prompt_plane_mask(prompt, image.shape))
+        assert s.prompt is prompt and s.title == title and s.obj_id == 1
+        assert s.dice == pytest.approx(dice(m, gt))
+        # memory: only 2D slices, each its own copy (no view that keeps a volume alive)
+        for a in (s.image, s.mask, s.gt, s.prompt_pixels):
+            assert a.ndim == 2 and a.base is None and a.nbytes <= 20 * 30 * 4
+    assert steps[1].prompt_pixels.sum() == 5 * 9 and steps[0].prompt_pixels[9, 12]
+    # without a ground truth: no outline, no Dice; an image with .array (a Volume) works too
+    (plain,) = steps_from_masks(type("V", (), {"array": image})(), prompts[:1], masks[:1])
+    assert plain.gt is None and plain.dice is None and plain.title is None
+    with pytest.raises(ValueError, match="masks"):
+        steps_from_masks(image, prompts, masks[:2])
+    with pytest.raises(ValueError, match="more masks"):
+        steps_from_masks(image, prompts[:1], masks)
+    with pytest.raises(ValueError, match="titles"):
+        steps_from_masks(image, prompts, masks, titles=["a"])
+    with pytest.raises(ValueError, match="shape"):
+        steps_from_masks(image, prompts[:1], [masks[0][:5]])
+    with pytest.raises(ValueError, match="shape"):
+        steps_from_masks(image, prompts, masks, gt=gt[:5])
+
+
+def test_canvas_of_steps_from_masks_frames_and_captions():
+    image, gt, prompts, masks = _scene()
+    steps = steps_from_masks(image, prompts, masks, gt=gt, titles=["first <click>", None, "scribble"])
+    view = ReplayCanvas(steps, spacing=(2.0, 1.0, 1.0), zoom=1, level=4000.0, width=8000.0)
+    assert view.slider.max == 2 and "step 1 / 3" in view.caption.value
+    assert "first &lt;click&gt;" in view.caption.value  # the title, escaped
+    view.step = 1
+    assert "box - on object 1, y = 6, Dice" in view.caption.value  # no title: describe()
+    rgb = render_frame(steps[1], level=4000.0, width=8000.0)
+    assert tuple(rgb[3, 10]) == NEGATIVE_RGB and tuple(rgb[3, 17]) == NEGATIVE_RGB  # the box outline, red
+    pic = view.frame(1)  # a (z, x) coronal slice of 2 x 1 mm voxels: rows doubled
+    assert pic.shape == (2 * 10, 30, 3)
+    np.testing.assert_array_equal(pic[::2], rgb)
+    first = view.frame(0)
+    assert first.shape == (20, 30, 3) and tuple(first[9, 12]) == POSITIVE_RGB  # the point
+    assert tuple(view.frame(2)[2 * 3, 10]) == POSITIVE_RGB  # the scribble, on a sagittal slice
+    view.close()
+
+
+def test_replay_view_is_a_deprecated_replay_canvas(monkeypatch):
+    image, gt, prompts, masks = _scene()
+    frames = [
+        {"prompt": p, "pred": m, "gt": gt if k else None, "title": f"frame {k}"}
+        for k, (p, m) in enumerate(zip(prompts, masks))
+    ]
+    with pytest.warns(DeprecationWarning, match="ReplayCanvas"):
+        view = replay_view(image, frames, spacing=(2.0, 1.0, 1.0), zoom=2, level=4000.0, width=8000.0)
+    assert isinstance(view, ReplayCanvas) and len(view.steps) == 3
+    assert [s.title for s in view.steps] == ["frame 0", "frame 1", "frame 2"]
+    assert view.steps[0].gt is None and view.steps[0].dice is None  # each frame its own ground truth
+    assert view.steps[1].dice == pytest.approx(dice(masks[1], gt))
+    assert view.window() == (4000.0, 8000.0) and view.frame(1).shape == (10 * 4, 30 * 2, 3)
+    assert "frame 0" in view.caption.value
+    view.close()
+    with pytest.warns(DeprecationWarning):
+        assert replay_view(image, []) is None
+    monkeypatch.setitem(sys.modules, "nni_widget.widget._replay", None)  # as without ipycanvas
+    with pytest.warns(DeprecationWarning):
+        assert replay_view(image, frames) is None
 
 
 # ---------------------------------------------------------------------------- with the engine

@@ -1,26 +1,27 @@
 """Drawing helpers for notebooks: a slice of a volume with ground truth, prediction and a prompt.
 
-:func:`window`, :func:`dice`, :func:`prompt_slice`, :func:`prompt_plane_mask` and :func:`overlay_rgb`
-are numpy only; :func:`show_slice` imports matplotlib and :func:`replay_view` ipycanvas/ipywidgets
-inside, so this module imports cheaply and headless. Volumes are ``(z, y, x)``; a slice along
-``axis`` has the other two axes as ``(row, col)`` (:func:`nni_widget.prompts.slice_axes`), and
-``spacing`` sets the pixel aspect so a coronal slice of a 2 x 1 x 1 mm volume is not squashed.
+:func:`window`, :func:`dice`, :func:`prompt_slice` and :func:`prompt_plane_mask` are numpy only;
+:func:`show_slice` imports matplotlib inside, so this module imports cheaply and headless. The
+step-by-step replay is :class:`nni_widget.widget.ReplayCanvas`; :func:`replay_view` is a deprecated
+wrapper around it. Volumes are ``(z, y, x)``; a slice along ``axis`` has the other two axes as
+``(row, col)`` (:func:`nni_widget.prompts.slice_axes`), and ``spacing`` sets the pixel aspect so a
+coronal slice of a 2 x 1 x 1 mm volume is not squashed.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 
 from nni_widget.prompts import Box, Point, Prompt, slice_axes
 
-__all__ = ["dice", "overlay_rgb", "prompt_plane_mask", "prompt_slice", "replay_view", "show_slice", "window"]
+__all__ = ["dice", "prompt_plane_mask", "prompt_slice", "replay_view", "show_slice", "window"]
 
 #: prompt colours (RGB 0-255): positive prompts add (green), negative prompts remove (red). NEGATIVE is
-#: the red the widget draws negative strokes in (js/view.js); the replay view imports it from here.
+#: the red the widget draws negative strokes in (js/view.js); the replay (widget/_replay.py) imports it.
 POSITIVE = (40, 220, 60)
 NEGATIVE = (255, 60, 60)
 GT_COLOUR = (255, 215, 0)
@@ -51,22 +52,18 @@ def prompt_slice(prompt: Prompt, point_axis: int = 0) -> tuple[int, int]:
     raise TypeError(f"cannot place a {type(prompt).__name__} on one slice")
 
 
-def prompt_plane_mask(
-    prompt: Prompt, shape: Sequence[int], point_axis: int = 0, point_radius: int = 0
-) -> np.ndarray:
+def prompt_plane_mask(prompt: Prompt, shape: Sequence[int], point_axis: int = 0) -> np.ndarray:
     """The prompt's pixels on its slice, as a bool ``(rows, cols)`` array of that slice's size.
 
-    A box gives its filled rectangle, a point its voxel (a plus sign of ``point_radius`` pixels
-    when that is > 0, to be visible), a lasso or scribble its drawn pixels.
+    A box gives its filled rectangle, a point its voxel, a lasso or scribble its drawn pixels.
     """
     axis, _ = prompt_slice(prompt, point_axis)
     ra, ca = slice_axes(axis)
     plane = np.zeros((int(shape[ra]), int(shape[ca])), dtype=bool)
     if isinstance(prompt, Point):
-        (r, c), k = (round(prompt.zyx[a]) for a in (ra, ca)), point_radius
+        r, c = (round(prompt.zyx[a]) for a in (ra, ca))
         if 0 <= r < plane.shape[0] and 0 <= c < plane.shape[1]:
-            plane[max(r - k, 0) : r + k + 1, c] = True
-            plane[r, max(c - k, 0) : c + k + 1] = True
+            plane[r, c] = True
         return plane
     if isinstance(prompt, Box):
         (r0, r1), (c0, c1) = prompt.bbox[ra], prompt.bbox[ca]
@@ -82,32 +79,6 @@ def prompt_plane_mask(
 
 def _take(volume: np.ndarray | None, axis: int, index: int) -> np.ndarray | None:
     return None if volume is None else np.take(np.asarray(volume), index, axis=axis)
-
-
-def overlay_rgb(
-    image2d: np.ndarray,
-    *,
-    gt: np.ndarray | None = None,
-    pred: np.ndarray | None = None,
-    prompt: np.ndarray | None = None,
-    positive: bool = True,
-    level: float = 40.0,
-    width: float = 400.0,
-) -> np.ndarray:
-    """A ``(rows, cols, 3)`` uint8 picture: windowed image, prediction tinted blue, ground-truth
-    outline yellow, prompt pixels green (positive) or red (negative), all 2D and the same size."""
-    grey = window(image2d, level, width)
-    rgb = np.repeat(grey[..., None], 3, axis=-1) * 255.0
-    if pred is not None:
-        p = np.asarray(pred, bool)
-        rgb[p] = 0.55 * rgb[p] + 0.45 * np.array(PRED_COLOUR)
-    if gt is not None:
-        g = np.asarray(gt, bool)
-        rgb[g & ~ndimage.binary_erosion(g)] = GT_COLOUR
-    if prompt is not None:
-        q = np.asarray(prompt, bool)
-        rgb[q] = 0.25 * rgb[q] + 0.75 * np.array(POSITIVE if positive else NEGATIVE)
-    return np.clip(rgb, 0, 255).astype(np.uint8)
 
 
 def show_slice(
@@ -231,53 +202,39 @@ def replay_view(
     level: float = 40.0,
     width: float = 400.0,
 ) -> Any | None:
-    """An ipycanvas view that replays prompts and predictions step by step with a slider.
+    """Deprecated: use :class:`nni_widget.widget.ReplayCanvas` with
+    :func:`nni_widget.widget.steps_from_masks`.
+
+    A step-by-step replay of prompts and predictions, now a thin wrapper that warns with a
+    ``DeprecationWarning``: each frame becomes one :class:`~nni_widget.widget.ReplayStep` (only its
+    prompt's slice is kept), shown by a ``ReplayCanvas``; a frame without ``title`` is captioned
+    with the step's description (kind, polarity, slice and Dice).
 
     Args:
         image: ``(z, y, x)`` volume.
         frames: one dict per step with ``prompt`` (a Prompt), ``pred`` (``(z, y, x)`` binary mask
             after the step), optional ``gt`` (binary mask) and ``title`` (str).
-        spacing: voxel size, for the aspect ratio (rows are repeated to match).
+        spacing: voxel size, for the aspect ratio.
         zoom: screen pixels per voxel along the finer axis.
+        level, width: the intensity window.
 
     Returns:
-        An ``ipywidgets.VBox`` (slider, caption, canvas), or None when ipycanvas or ipywidgets is
-        not installed or there are no frames, so a notebook can skip the view and still run headless.
+        A ``ReplayCanvas`` (an ``ipywidgets.VBox``), or None when ipycanvas or ipywidgets is not
+        installed or there are no frames.
     """
-    try:
-        import ipywidgets as widgets
-        from ipycanvas import Canvas
-    except ImportError:
-        return None
+    warnings.warn(
+        "nni_widget.viz.replay_view is deprecated: use nni_widget.widget.ReplayCanvas("
+        "steps_from_masks(image, prompts, masks, gt=..., titles=...), spacing=...)",
+        DeprecationWarning,
+        stacklevel=2,
+    )
     if not frames:
         return None
-    pictures, captions = [], []
-    fine = min(float(s) for s in spacing)
-    for f in frames:
-        prompt = f["prompt"]
-        axis, index = prompt_slice(prompt)
-        ra, ca = slice_axes(axis)
-        rgb = overlay_rgb(
-            _take(image, axis, index),
-            gt=_take(f.get("gt"), axis, index),
-            pred=_take(f.get("pred"), axis, index),
-            prompt=prompt_plane_mask(prompt, np.shape(image), point_radius=2),
-            positive=prompt.positive,
-            level=level,
-            width=width,
-        )
-        rz, cz = (max(1, round(zoom * float(spacing[a]) / fine)) for a in (ra, ca))
-        pictures.append(np.ascontiguousarray(np.repeat(np.repeat(rgb, rz, axis=0), cz, axis=1)))
-        captions.append(f.get("title", f"step {len(captions) + 1}"))
-    canvas = Canvas(width=max(p.shape[1] for p in pictures), height=max(p.shape[0] for p in pictures))
-    slider = widgets.IntSlider(value=0, min=0, max=max(len(pictures) - 1, 0), description="step")
-    caption = widgets.Label()
-
-    def draw(change: Any = None) -> None:
-        canvas.clear()
-        canvas.put_image_data(pictures[slider.value], 0, 0)
-        caption.value = captions[slider.value]
-
-    slider.observe(draw, names="value")
-    draw()
-    return widgets.VBox([slider, caption, canvas])
+    try:  # imported here: viz stays light, and widget._replay imports viz
+        from nni_widget.widget._replay import ReplayCanvas, steps_from_masks
+    except ImportError:
+        return None
+    steps = []
+    for f in frames:  # one frame at a time: each may have its own ground truth
+        steps += steps_from_masks(image, [f["prompt"]], [f["pred"]], gt=f.get("gt"), titles=[f.get("title")])
+    return ReplayCanvas(steps, spacing=spacing, zoom=zoom, level=level, width=width)

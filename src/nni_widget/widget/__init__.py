@@ -8,7 +8,14 @@ from nni_widget.widget._annotator import PALETTE, Annotator
 from nni_widget.widget._autosave import AutosaveError
 from nni_widget.widget._codec import ImageQuantizer, decode, encode
 from nni_widget.widget._protocol import prompt_from_json, prompt_from_stroke, prompt_to_json
-from nni_widget.widget._replay import ReplayCanvas, ReplayStep, StepRecorder, record_steps, render_frame
+from nni_widget.widget._replay import (
+    ReplayCanvas,
+    ReplayStep,
+    StepRecorder,
+    record_steps,
+    render_frame,
+    steps_from_masks,
+)
 
 __all__ = [
     "Annotator",
@@ -25,4 +32,5 @@ __all__ = [
     "prompt_to_json",
     "record_steps",
     "render_frame",
+    "steps_from_masks",
 ]

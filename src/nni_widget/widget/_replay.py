@@ -3,8 +3,10 @@
 Recording is cheap: each step keeps only the slice its prompt lies on (the image there, the
 object's mask there after the prediction, the prompt's pixels and, with a ground truth, its slice
 and the 3D Dice), never a whole volume. Steps come from :func:`record_steps` (run a list of prompts,
-or of robot-user callables, and keep what the replay needs) or from a :class:`StepRecorder` attached
-to a live ``Session`` or ``Annotator`` (every prompt drawn in the widget becomes a step).
+or of robot-user callables, and keep what the replay needs), from a :class:`StepRecorder` attached
+to a live ``Session`` or ``Annotator`` (every prompt drawn in the widget becomes a step), or from
+:func:`steps_from_masks` (prompts and the 3D masks predicted after them, computed elsewhere: e.g. a
+simulated user's run).
 
 :func:`render_frame` turns a step into an ``(H, W, 3)`` uint8 picture (pure numpy, testable);
 :class:`ReplayCanvas` shows the frames with a step slider and a Play button. It needs no browser:
@@ -13,11 +15,12 @@ without a front-end the canvas commands go nowhere, but the frames, the slider a
 
 from __future__ import annotations
 
+import html
 import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
 import ipywidgets as widgets
 import numpy as np
@@ -29,7 +32,7 @@ from ..viz import GT_COLOUR, NEGATIVE, dice, prompt_plane_mask, prompt_slice, wi
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ReplayCanvas", "ReplayStep", "StepRecorder", "record_steps", "render_frame"]
+__all__ = ["ReplayCanvas", "ReplayStep", "StepRecorder", "record_steps", "render_frame", "steps_from_masks"]
 
 #: colours (RGB 0-255), as the widget draws strokes: positive green, negative red; the mask blue
 POSITIVE_RGB = (0, 230, 90)
@@ -56,6 +59,7 @@ class ReplayStep:
         dice: 3D Dice of the object's mask against the ground truth after this step, or None.
         obj_id: the object the prompt went to.
         seconds: wall time of the step (0 when unknown).
+        title: a caption for the replay in place of :meth:`describe`, or None.
     """
 
     prompt: Prompt
@@ -68,6 +72,7 @@ class ReplayStep:
     dice: Optional[float] = None
     obj_id: int = 1
     seconds: float = 0.0
+    title: Optional[str] = None
 
     def describe(self) -> str:
         """One line: kind, polarity, where, and the Dice if known."""
@@ -136,6 +141,71 @@ def _check_gt(gt: Optional[np.ndarray], shape: Sequence[int]) -> Optional[np.nda
     if g.shape != tuple(shape):
         raise ValueError(f"gt has shape {g.shape}, the image has {tuple(shape)}")
     return g
+
+
+def steps_from_masks(
+    image: Any,
+    prompts: Sequence[Prompt],
+    masks: Iterable[np.ndarray],
+    *,
+    gt: Optional[np.ndarray] = None,
+    titles: Optional[Sequence[Optional[str]]] = None,
+    point_axis: int = 0,
+    obj_id: int = 1,
+) -> list[ReplayStep]:
+    """Replay steps from prompts and the masks predicted after them (no session needed).
+
+    For when the prompts already ran elsewhere, e.g. a simulated user's loop that kept each
+    prediction. Each step keeps what :class:`ReplayCanvas` draws, as :func:`record_steps` does: the
+    prompt's slice of the image, of the mask and of ``gt``, the prompt's pixels and the 3D Dice;
+    no 3D array. ``masks`` may be a generator, so the full masks need not all be held at once.
+
+    Args:
+        image: the ``(z, y, x)`` image (an array, or a Volume: its ``.array``).
+        prompts: the prompts, in order.
+        masks: one ``(z, y, x)`` binary mask per prompt, the prediction after it.
+        gt: the object's ``(z, y, x)`` ground truth, for the outline and the Dice after each step.
+        titles: one caption per step (None: the step's :meth:`ReplayStep.describe`).
+        point_axis: the slicing axis on which points are shown (0 = axial).
+        obj_id: recorded as the steps' object.
+
+    Returns:
+        One :class:`ReplayStep` per prompt.
+
+    Raises:
+        ValueError: ``prompts``, ``masks`` and ``titles`` differ in length, or a mask or ``gt``
+            does not have the image's shape.
+    """
+    vol = np.asarray(getattr(image, "array", image))
+    if vol.ndim != 3:
+        raise ValueError(f"expected a (z, y, x) image, got shape {vol.shape}")
+    shape = vol.shape
+    g = _check_gt(gt, shape)
+    prompts = list(prompts)
+    titles = [None] * len(prompts) if titles is None else list(titles)
+    if len(titles) != len(prompts):
+        raise ValueError(f"{len(titles)} titles for {len(prompts)} prompts")
+    steps: list[ReplayStep] = []
+    masks_iter = iter(masks)
+    for k, (prompt, title) in enumerate(zip(prompts, titles)):
+        try:
+            full = np.asarray(next(masks_iter))
+        except StopIteration:
+            raise ValueError(f"{k} masks for {len(prompts)} prompts") from None
+        if full.shape != shape:
+            raise ValueError(f"mask {k} has shape {full.shape}, the image has {shape}")
+        axis, index, pixels = _plane_of(prompt, shape, point_axis)
+        index = min(max(index, 0), shape[axis] - 1)
+        mask = np.take(full, index, axis=axis).astype(bool)  # copies: a step holds no view of the volume
+        d = None if g is None else dice(full, g)
+        gt_plane = None if g is None else np.take(g, index, axis=axis).copy()
+        image_plane = np.take(vol, index, axis=axis).copy()
+        steps.append(
+            ReplayStep(prompt, axis, index, image_plane, mask, pixels, gt_plane, d, int(obj_id), 0.0, title)
+        )
+    if next(masks_iter, None) is not None:
+        raise ValueError(f"more masks than the {len(prompts)} prompts")
+    return steps
 
 
 def record_steps(
@@ -289,9 +359,9 @@ class ReplayCanvas(widgets.VBox):
     """Replay prompts and predictions step by step: Play, a step slider, a caption and the canvas.
 
     Args:
-        source: a list of :class:`ReplayStep` (from :func:`record_steps`), a :class:`StepRecorder`, or
-            a live ``Session`` / ``Annotator`` (a recorder is attached: each new prompt becomes a
-            step and the view jumps to it).
+        source: a list of :class:`ReplayStep` (from :func:`record_steps` or :func:`steps_from_masks`),
+            a :class:`StepRecorder`, or a live ``Session`` / ``Annotator`` (a recorder is attached:
+            each new prompt becomes a step and the view jumps to it).
         gt: ground truth for a recorder made here (ignored for a list of steps).
         level, width: the window (default: the image's 0.5-99.5 percentiles over the steps).
         zoom: screen pixels per voxel along the finer axis of a slice.
@@ -404,7 +474,8 @@ class ReplayCanvas(widgets.VBox):
                 self.canvas.clear()
                 self.canvas.put_image_data(pic, 0, 0)
                 self._draw_prompt(s)
-            self.caption.value = f"<b>step {k + 1} / {len(self._steps)}</b>: {s.describe()}"
+            text = s.describe() if s.title is None else s.title
+            self.caption.value = f"<b>step {k + 1} / {len(self._steps)}</b>: {html.escape(text)}"
 
     def _draw_prompt(self, s: ReplayStep) -> None:
         """Vector marks on top of the picture, so small prompts stay visible when zoomed."""
