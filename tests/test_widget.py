@@ -1,5 +1,5 @@
 """The widget without a browser: codecs, the stroke protocol, the Annotator's Python API and its
-messages, errors, queued prompts, autosave and resume. (tests/browser/ drives it in Chromium.)"""
+messages, errors, queued prompts, the background autosave and resume. (tests/browser/ drives it in Chromium.)"""
 
 from __future__ import annotations
 
@@ -292,4 +292,187 @@ def test_view_traits_are_validated(volume):
     assert ann.position == [63, 0, 3]
     ann.opacity = 7
     assert ann.opacity == 1.0
+    ann.close()
+
+
+# ---------------------------------------------------------------------------- background autosave
+class GatedWrites:
+    """Replaces the autosave's label-map write: records each call, and while ``gate`` is clear the
+    write blocks (``entered`` tells the test a write is under way)."""
+
+    def __init__(self, monkeypatch):
+        from nni_widget.widget import _autosave
+
+        self.real = _autosave.save_label_map
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()
+        self.calls = 0
+        self.fail: list[BaseException] = []  # raised (and removed) by the next writes
+        monkeypatch.setattr(_autosave, "save_label_map", self)
+
+    def __call__(self, labels, volume, path):
+        self.calls += 1
+        self.entered.set()
+        assert self.gate.wait(30), "the test never opened the gate"
+        if self.fail:
+            raise self.fail.pop(0)
+        return self.real(labels, volume, path)
+
+
+def _read_pair(path, volume):
+    """The autosave's sidecar meta, its objects, and the label map from its NIfTI (canonical order)."""
+    import json
+
+    import nibabel as nib
+
+    from nni_widget.widget._autosave import read_autosave, sidecar_path
+
+    with np.load(sidecar_path(path)) as z:
+        meta = json.loads(bytes(z["meta"]).decode())
+    work = read_autosave(path, volume)
+    on_disk = np.asarray(nib.load(path).dataobj)
+    return meta, work, on_disk
+
+
+def _composed(work, shape):
+    out = np.zeros(shape, np.uint16)
+    for o in work.objects:  # later objects on top, as the session's label map
+        out[o.mask != 0] = o.id
+    return out
+
+
+def test_autosave_runs_beside_the_worker_and_coalesces(volume, truth, tmp_path, monkeypatch):
+    writes = GatedWrites(monkeypatch)
+    path = tmp_path / "work.nii.gz"
+    ann = Recorder(volume, autosave=path)
+    writes.gate.clear()
+    ann.add_point(_centre(truth, 1))  # returns while its autosave is blocked in the writer
+    assert writes.entered.wait(30)
+    assert ann._saver.pending and ann.saved_version == -1 and not path.exists()
+    # the next steps run meanwhile; their states replace one another in the single pending slot
+    ann.new_object("second")
+    ann.add_point(_centre(truth, 2))
+    ann.undo()
+    ann.redo()
+    ann.rename_object(2, "kidney")
+    assert len(ann.prompts(1)) == 1 and len(ann.prompts(2)) == 1 and writes.calls == 1
+    writes.gate.set()
+    assert ann.flush_autosave(timeout=60)
+    assert writes.calls == 2 and ann._saver.writes == 2  # six changes, two writes
+    meta, work, on_disk = _read_pair(path, volume)
+    assert meta["label_version"] == ann.label_version == ann.saved_version
+    assert [o["name"] for o in meta["objects"]] == ["object 1", "kidney"]
+    np.testing.assert_array_equal(on_disk, volume.mask_to_original(ann.label_map))
+    for o in work.objects:
+        np.testing.assert_array_equal(o.mask, ann.object_mask(o.id))
+    assert ann.flush_autosave(timeout=0)  # nothing pending: at once
+    ann.close()
+
+
+def test_every_autosave_pair_describes_one_state_newest_last(volume, truth, tmp_path, monkeypatch):
+    from nni_widget.widget import _autosave
+
+    path = tmp_path / "work.nii.gz"
+    seen = []
+    real_write_pair = _autosave._write_pair
+
+    def checked(p, arrays, write_nifti):  # after each write, read both files back (writer thread)
+        real_write_pair(p, arrays, write_nifti)
+        meta, work, on_disk = _read_pair(p, volume)
+        consistent = np.array_equal(volume.mask_to_original(_composed(work, volume.shape)), on_disk)
+        seen.append((meta["state"], meta["label_version"], consistent))
+
+    monkeypatch.setattr(_autosave, "_write_pair", checked)
+    ann = Recorder(volume, autosave=path)
+    z, y, x = _centre(truth, 2)
+    # messages from the browser: queued and run back to back while the writer writes
+    ann._on_msg(ann, _msg("point", [[37, 76]], axis=0, index=41), [])
+    ann._on_msg(ann, {"kind": "action", "name": "new"}, [])
+    ann._on_msg(ann, _msg("box", [[y - 6, x - 6], [y + 6, x + 6]], axis=0, index=z), [])
+    for name in ("undo", "undo", "redo", "redo"):  # the second undo crosses to object 1 and back
+        ann._on_msg(ann, {"kind": "action", "name": name}, [])
+    ann._on_msg(ann, _msg("point", [[y + 3, x]], axis=0, index=z, positive=False), [])
+    for name in ("delete", "new"):
+        ann._on_msg(ann, {"kind": "action", "name": name}, [])
+    assert ann.flush_autosave(timeout=120) and ann.error == ""
+    assert seen and all(ok for _, _, ok in seen), seen
+    states = [s for s, _, _ in seen]
+    assert states == sorted(states) and len(set(states)) == len(states)  # never an older state over a newer
+    assert states[-1] == ann._save_state == 10 and seen[-1][1] == ann.label_version
+    assert [o["id"] for o in ann.objects] == [1, 3] and ann.object_mask(1).any()
+    # what resume reads is what the old synchronous writer makes from the session itself
+    ours = _autosave.read_autosave(path, volume)
+    old = tmp_path / "old" / "work.nii.gz"
+    monkeypatch.setattr(_autosave, "_write_pair", real_write_pair)
+    _autosave.write_autosave(old, ann.session, extra={"position": list(ann.position)})
+    theirs = _autosave.read_autosave(old, volume)
+    assert (ours.active_id, ours.position) == (theirs.active_id, theirs.position)
+    assert [(o.id, o.name) for o in ours.objects] == [(o.id, o.name) for o in theirs.objects]
+    for a, b in zip(ours.objects, theirs.objects):
+        np.testing.assert_array_equal(a.mask, b.mask)
+        assert [prompt_to_json(p) for p in a.prompts] == [prompt_to_json(p) for p in b.prompts]
+    import gzip
+
+    # the label map is written exactly as Session.save writes it
+    assert gzip.open(path).read() == gzip.open(old).read()
+    ann.close()
+
+
+def test_close_and_exit_wait_for_the_pending_write(volume, truth, tmp_path, monkeypatch):
+    from nni_widget.widget._autosave import AutosaveWriter
+
+    writes = GatedWrites(monkeypatch)
+    real_flush = AutosaveWriter.flush
+
+    def flush_opens_the_gate(self, timeout=None):  # so close() must wait for both writes
+        writes.gate.set()
+        return real_flush(self, timeout)
+
+    monkeypatch.setattr(AutosaveWriter, "flush", flush_opens_the_gate)
+    for how in ("close", "exit"):
+        path = tmp_path / how / "work.nii.gz"
+        ann = Recorder(volume, autosave=path)
+        writes.gate.clear()
+        writes.entered.clear()
+        ann.add_point(_centre(truth, 1))
+        assert writes.entered.wait(30)
+        ann.rename_object(1, how)  # pending behind the blocked write
+        assert ann._saver.pending
+        if how == "close":
+            ann.close()
+        else:  # what runs at interpreter exit (weakref.finalize, atexit=True) or when collected
+            assert ann._finalizer.atexit and ann._finalizer.alive
+            ann._finalizer()
+        assert not ann._saver.pending
+        meta, _, _ = _read_pair(path, volume)
+        assert meta["objects"][0]["name"] == how and meta["state"] == ann._save_state
+        if how == "exit":
+            ann.close()
+
+
+def test_a_failed_autosave_is_reported_and_the_next_one_repairs_it(volume, truth, tmp_path, monkeypatch):
+    writes = GatedWrites(monkeypatch)
+    path = tmp_path / "work.nii.gz"
+    ann = Recorder(volume, autosave=path)
+    writes.fail.append(OSError(28, "No space left on device"))
+    ann.add_point(_centre(truth, 1))
+    assert not ann.flush_autosave(timeout=60)
+    assert "autosave failed" in ann.error and "No space left" in ann.error
+    assert sorted(f.name for f in tmp_path.iterdir()) == []  # no half-written temporaries
+    # the worker and the writer live on; the next write repairs the files and clears its own message
+    ann.rename_object(1, "liver")
+    assert ann.flush_autosave(timeout=60) and ann.error == ""
+    meta, work, _ = _read_pair(path, volume)
+    assert meta["objects"][0]["name"] == "liver" and len(work.objects[0].prompts) == 1
+    np.testing.assert_array_equal(work.objects[0].mask, ann.object_mask(1))
+    # a later successful write does not clear a message that is not its own
+    writes.fail.append(OSError(28, "No space left on device"))
+    ann.rename_object(1, "liver 2")
+    assert not ann.flush_autosave(timeout=60) and "autosave failed" in ann.error
+    ann._on_msg(ann, _msg("point", [[-1, 5]]), [])  # a bad stroke: its message replaces the autosave's
+    assert "outside" in ann.error
+    ann.rename_object(1, "liver 3")
+    assert ann.flush_autosave(timeout=60) and "outside" in ann.error
+    assert _read_pair(path, volume)[0]["objects"][0]["name"] == "liver 3"
     ann.close()

@@ -1,8 +1,10 @@
 """Browser tests: a real JupyterLab server, a notebook opened in headless Chromium (Debian's
 ``chromium`` package driven by Playwright), real mouse strokes on the widget's canvases.
 
-The kernel's state is read from the widget's autosave files (written by the kernel after every
-change), so the assertions are about what the kernel holds, not what the page believes.
+The kernel's state is read from the widget's autosave files (written by the kernel's background
+writer after every change), so the assertions are about what the kernel holds, not what the page
+believes. The writer runs behind the worker, so before reading the kernel's labels the harness waits
+until the files describe the page's current ``label_version`` (``Notebook.wait_saved``).
 """
 
 from __future__ import annotations
@@ -270,7 +272,26 @@ class Notebook:
         raise AssertionError("cannot read the autosave sidecar")
 
     def n_prompts(self) -> int:
-        return sum(len(o["prompts"]) for o in self.saved()["objects"])
+        """The number of prompts the kernel holds, once the autosave has caught up with the page."""
+        return sum(len(o["prompts"]) for o in self.wait_saved()["objects"])
+
+    def wait_saved(self, k: int = 0, timeout: float = 60.0) -> dict:
+        """Wait until the kernel is idle, the page has applied its last label patch and the autosave
+        files describe that ``label_version`` (the page root's ``data-label-version``); returns them.
+
+        A rename or a new object does not change the label version: wait for those with
+        :meth:`wait_kernel` and a predicate."""
+        self.wait_idle(k)
+        version = int(self.page.locator(self.root_sel(k)).get_attribute("data-label-version"))
+        deadline = time.time() + timeout
+        while True:
+            s = self.saved()
+            if s.get("label_version", 0) >= version:
+                return s
+            if time.time() > deadline:
+                raise AssertionError(f"the autosave still describes label version {s.get('label_version')}, "
+                                     f"the page shows {version}\n{self.diagnose()}")
+            time.sleep(0.1)
 
     def wait_kernel(self, predicate, timeout: float = 60.0, what: str = "kernel state") -> dict:
         deadline = time.time() + timeout
@@ -294,7 +315,7 @@ class Notebook:
 
     def kernel_labels(self, shape) -> np.ndarray:
         """The label map the kernel holds (objects in order, later on top), from the autosave."""
-        s = self.saved()
+        s = self.wait_saved()
         out = np.zeros(shape, dtype=np.uint16)
         for k, o in enumerate(s["objects"]):
             if o["bounds"] is None:

@@ -2,7 +2,8 @@
 pixels, undo/redo, errors, queued prompts, navigation, objects, and a page reload.
 
 The tests share one notebook (module scope) and run in file order; each asserts on the kernel's
-state (read from the autosave the kernel writes after every change) and on the page.
+state (read from the autosave the kernel writes in the background after every change, once it
+describes the page's label version) and on the page.
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ def test_every_tool_and_polarity_on_every_view(notebook, truth):
     labels = [1, 2, 3]
     for axis, label in zip(AXES, labels):
         if axis > 0:
-            n_obj = len(nb.saved()["objects"])
+            n_obj = len(nb.wait_saved()["objects"])
             nb.page.locator(nb.root_sel()).locator("button[data-action='new']").click()
             nb.wait_kernel(lambda s, n=n_obj: len(s["objects"]) == n + 1, what="a new object")
         index, centre, extent = _object_on_slice(truth, label, axis)
@@ -304,7 +305,7 @@ def test_objects_new_rename_select_delete(notebook):
     nb = notebook
     page = nb.page
     root = page.locator(nb.root_sel())
-    n_obj = len(nb.saved()["objects"])
+    n_obj = len(nb.wait_saved()["objects"])
     root.locator("button[data-action='new']").click()
     s = nb.wait_kernel(lambda s: len(s["objects"]) == n_obj + 1, what="new object")
     new_id = s["objects"][-1]["id"]
@@ -334,7 +335,7 @@ def test_objects_new_rename_select_delete(notebook):
 def test_reload_renders_the_current_state(notebook):
     nb = notebook
     expected = label_summary(nb.kernel_labels((64, 96, 96)))
-    n_obj = len(nb.saved()["objects"])
+    n_obj = len(nb.wait_saved()["objects"])
     # the notebook (with its widget-view outputs) is saved, then the page reloaded: the widget view is
     # rebuilt from the live kernel and asks it for the whole current label map
     nb.page.click(".lm-MenuBar-itemLabel:text-is('File')")

@@ -21,7 +21,9 @@ import os
 import queue
 import threading
 import time
+import weakref
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, Union
 
@@ -31,7 +33,7 @@ import traitlets as t
 
 from ..io import Volume, load_volume
 from ..prompts import Box, Lasso, Point, Prompt, PromptError, Scribble
-from ._autosave import autosave_exists, read_autosave, write_autosave
+from ._autosave import AutosaveState, AutosaveWriter, ObjectCrop, autosave_exists, read_autosave
 from ._codec import ImageQuantizer, encode, nonzero_bounds
 from ._protocol import TOOLS, prompt_from_stroke
 
@@ -76,6 +78,23 @@ def _auto_window(array: np.ndarray) -> tuple[float, float]:
     return float((lo + hi) / 2), float(max(hi - lo, 1e-6))
 
 
+def _mask_region(session: Any, obj_id: int, bounds: Bounds) -> np.ndarray:
+    """A copy of one object's mask inside half-open ``bounds``, without copying the whole mask."""
+    if hasattr(session, "object_region"):
+        return session.object_region(obj_id, bounds)
+    sl = tuple(slice(int(a), int(b)) for a, b in bounds)
+    return np.ascontiguousarray(session.object_mask(obj_id)[sl])  # another session type: a whole copy
+
+
+def _close_writer(saver: AutosaveWriter) -> None:
+    """Finalizer of an Annotator (also run at interpreter exit): write what is pending."""
+    try:
+        if not saver.close(timeout=120):
+            logger.warning("autosave to %s did not finish before the exit", saver.path)
+    except Exception:  # never let the exit fail
+        logger.exception("autosave at exit failed")
+
+
 def _looks_like_ct(array: np.ndarray, q: ImageQuantizer) -> bool:
     return bool(np.issubdtype(array.dtype, np.integer) and q.offset <= -500)
 
@@ -90,8 +109,10 @@ class Annotator(anywidget.AnyWidget):
             unless ``volume`` is None).
         device, precision: passed to ``Session`` when the widget creates it.
         autosave: a ``.nii.gz`` path; after every change the label map is written there, and the
-            objects with their prompts beside it (``<name>.nni.npz``). If those files exist when
-            the widget is created for the same image, the work is resumed from them.
+            objects with their prompts beside it (``<name>.nni.npz``), by a background thread so
+            the next prompt does not wait for the disk (``flush_autosave()`` waits for it;
+            ``close()`` and the end of the Python process do too). If those files exist when the
+            widget is created for the same image, the work is resumed from them.
         spacing: voxel size (dz, dy, dx) in mm for array inputs.
 
     Everything the browser does is also a method here (``add_point``, ``add_box``, ``add_lasso``,
@@ -131,6 +152,8 @@ class Annotator(anywidget.AnyWidget):
     # what the last step cost: {"action", "seconds" (engine), "patch_bytes", "overhead_ms" (patch
     # extraction, encoding and sending in the kernel)}
     last_step = t.Dict().tag(sync=True)
+    # the ``label_version`` the autosave files on disk describe (-1: nothing written by this widget)
+    saved_version = t.Int(-1).tag(sync=True)
     scribble_width = t.Float(2.0).tag(sync=True)
 
     def __init__(
@@ -172,6 +195,10 @@ class Annotator(anywidget.AnyWidget):
         self._send_lock = threading.Lock()
         self._jobs: queue.Queue = queue.Queue()
         self._autosave = Path(autosave) if autosave is not None else None
+        self._saver: Optional[AutosaveWriter] = None
+        self._crops: dict[int, ObjectCrop] = {}  # per object: its mask's crop, as last autosaved
+        self._save_state = 0  # changes handed to the autosave writer
+        self._autosave_error = ""  # the message a failed write put in ``error``
         self._closed = False
         with self.hold_sync():
             self.meta = {
@@ -191,6 +218,8 @@ class Annotator(anywidget.AnyWidget):
                 self._resume()
             self._sync_state()
         self._labels_from_session()
+        if self._autosave is not None:
+            self._start_autosave()
         self.on_msg(self._on_msg)
         self._worker = threading.Thread(target=self._work, name="nni-widget-worker", daemon=True)
         self._worker.start()
@@ -254,9 +283,31 @@ class Annotator(anywidget.AnyWidget):
 
     def wait(self, timeout: Optional[float] = None) -> None:
         """Block until every queued step has run."""
-        if threading.current_thread() is self._worker:
+        worker = getattr(self, "_worker", None)
+        if worker is None or threading.current_thread() is worker or not worker.is_alive():
             return
         self._submit(lambda: None).result(timeout)
+
+    def flush_autosave(self, timeout: Optional[float] = None) -> bool:
+        """Block until the autosave files describe the current state (every queued step run and
+        its state written). The files are written in the background after each change; call this
+        before reading them from elsewhere. ``close()`` flushes too, and so does the end of the
+        Python process (kernel shutdown or restart).
+
+        Returns:
+            True when the files are up to date (or there is no ``autosave=``); False if ``timeout``
+            (seconds) passed first or the last write failed (``error`` then says why).
+        """
+        if self._saver is None:
+            return True
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if self._jobs.unfinished_tasks:  # steps queued or running: their states first
+            try:
+                self.wait(timeout)
+            except FutureTimeout:
+                return False
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        return self._saver.flush(left)
 
     # ------------------------------------------------------------------ actions (Python API)
     def add(self, prompt: Prompt, obj_id: Optional[int] = None):
@@ -302,8 +353,16 @@ class Annotator(anywidget.AnyWidget):
         return self._call(self._do_delete, obj_id)
 
     def close(self) -> None:
-        self._closed = True
-        self._jobs.put(None)
+        """Stop the worker after the steps already queued, wait for the autosave, close the views."""
+        if not getattr(self, "_closed", True):
+            self._closed = True
+            self._jobs.put(None)
+            worker = getattr(self, "_worker", None)
+            if worker is not None and worker is not threading.current_thread():
+                worker.join()
+        saver = getattr(self, "_saver", None)
+        if saver is not None:
+            saver.close()
         super().close()
 
     # ------------------------------------------------------------------ the worker
@@ -322,9 +381,11 @@ class Annotator(anywidget.AnyWidget):
         while True:
             job = self._jobs.get()
             if job is None:
+                self._jobs.task_done()
                 return
             fn, args, fut = job
             if not fut.set_running_or_notify_cancel():
+                self._jobs.task_done()
                 continue
             t0 = time.perf_counter()
             self.busy = True
@@ -346,6 +407,7 @@ class Annotator(anywidget.AnyWidget):
                     self.queued = left
                     if left == 0:
                         self.busy = False
+                self._jobs.task_done()  # after the step's autosave was handed over
                 logger.debug("step %s took %.3f s", getattr(fn, "__name__", fn), time.perf_counter() - t0)
 
     # ------------------------------------------------------------------ steps (worker thread)
@@ -381,8 +443,10 @@ class Annotator(anywidget.AnyWidget):
 
     def _do_new(self, name: Optional[str] = None) -> int:
         i = self.session.new_object(name)
+        if self._saver is not None:
+            self._crops[i] = ObjectCrop(None)  # a new object is empty
         self._sync_state()
-        self._autosave_now()
+        self._autosave_now(None)
         return i
 
     def _do_select(self, obj_id: int) -> None:
@@ -403,7 +467,7 @@ class Annotator(anywidget.AnyWidget):
             raise PromptError("an object name cannot be empty")
         self.session.rename_object(obj_id, name.strip())
         self._sync_state()
-        self._autosave_now()
+        self._autosave_now(None)
 
     def _do_delete(self, obj_id: Optional[int] = None) -> None:
         i = self.session.active_object if obj_id is None else int(obj_id)
@@ -436,13 +500,15 @@ class Annotator(anywidget.AnyWidget):
                 if patch.max(initial=0) > np.iinfo(self._labels.dtype).max:
                     self._labels = self._labels.astype(np.uint16)
                 self._labels[tuple(slice(a, b) for a, b in changed)] = patch
+                if self._saver is not None:  # the autosave's copy of the label map takes the same patch
+                    self._saver.submit(None, (changed, patch))
                 version = self.label_version + 1
                 nbytes = self._send_patch(changed, patch, version, seq=seq)
                 self.label_version = version
         self.last_step = {"action": action, "seconds": round(seconds, 4), "patch_bytes": nbytes,
                           "overhead_ms": round((time.perf_counter() - t0) * 1000, 2), "seq": seq}
         self._sync_state()
-        self._autosave_now()
+        self._autosave_now(changed, masks_changed=action != "delete")
         info = {"action": action, "object": self.session.active_object,
                 "changed": [list(b) for b in changed] if changed is not None else None}
         for cb in list(self._callbacks):
@@ -467,6 +533,8 @@ class Annotator(anywidget.AnyWidget):
         with self._labels_lock:
             ids = list(self.session.objects)
             self._labels = self.session.label_map(np.uint8 if max(ids, default=0) < 256 else np.uint16)
+            if getattr(self, "_saver", None) is not None:  # keep the autosave's copy in step
+                self._saver.submit(None, ([[0, n] for n in self._labels.shape], self._labels.copy()))
 
     def _send_all_labels(self) -> None:
         with self._labels_lock:
@@ -476,14 +544,80 @@ class Annotator(anywidget.AnyWidget):
             self._send_patch(bounds, patch, self.label_version, kind="labels")
 
     # ------------------------------------------------------------------ autosave
-    def _autosave_now(self) -> None:
-        if self._autosave is None:
+    def _start_autosave(self) -> None:
+        """The background writer, from the label map and objects as they are now (after a resume)."""
+        with self._labels_lock:
+            labels = self._labels.copy()  # the writer's own copy, kept in step by the patches
+        for i in self.session.objects:
+            self._crops[i] = self._crop_object(i, None)
+        owner = weakref.ref(self)  # the writer must not keep the widget alive
+
+        def done(state: AutosaveState, error: Optional[BaseException]) -> None:
+            ann = owner()
+            if ann is not None:
+                ann._autosave_done(state, error)
+
+        self._saver = AutosaveWriter(self._autosave, self.volume, labels, done)
+        # write what is pending when the widget is collected or the process ends (kernel restart)
+        self._finalizer = weakref.finalize(self, _close_writer, self._saver)
+
+    def _crop_object(self, obj_id: int, bounds: Optional[Bounds]) -> ObjectCrop:
+        """An object's mask cropped to its bounding box, searched inside ``bounds`` (None: everywhere)."""
+        if bounds is None:
+            bounds = [[0, n] for n in self.volume.shape]
+        return ObjectCrop.from_region(_mask_region(self.session, obj_id, bounds), [lo for lo, _ in bounds])
+
+    def _autosave_now(self, changed: Optional[Bounds], masks_changed: bool = True) -> None:
+        """Hand the state after a change to the background writer (worker thread; cheap).
+
+        The label map needs nothing here: the writer applies each patch ``_after_change`` puts
+        into ``self._labels`` to its own copy, in the same order. Objects: only the active one can
+        have changed (a prompt, undo, redo or reset acts on the object it makes active; a delete
+        changes no other mask); its new voxels lie in its old bounding box plus ``changed``, so
+        only that region is copied. The other objects' crops and all prompts are shared as they are.
+        """
+        if self._saver is None:
             return
         try:
-            write_autosave(self._autosave, self.session, extra={"position": list(self.position)})
-        except Exception as e:  # a full disk must not stop the annotation
+            s = self.session
+            live = s.objects
+            for i in [i for i in self._crops if i not in live]:
+                del self._crops[i]
+            if masks_changed and changed is not None and s.active_object in live:
+                i = s.active_object
+                old = self._crops.get(i)
+                if old is None:
+                    region = None
+                elif old.bounds is None:
+                    region = changed
+                else:
+                    region = [[min(a[0], b[0]), max(a[1], b[1])] for a, b in zip(old.bounds, changed)]
+                self._crops[i] = self._crop_object(i, region)
+            objs = []
+            for i, name in live.items():
+                crop = self._crops.get(i)
+                if crop is None:  # a new object (or one made behind the widget's back)
+                    crop = self._crops[i] = self._crop_object(i, None)
+                objs.append((i, name, crop, s.object_prompts(i)))
+            self._save_state += 1
+            state = AutosaveState(tuple(objs), s.active_object, self.label_version, self._save_state,
+                                  {"position": list(self.position)})
+            self._saver.submit(state)
+        except Exception as e:  # nothing here may stop the annotation
             logger.exception("autosave to %s failed", self._autosave)
             self.error = f"autosave failed: {e}"
+            self._crops.clear()  # the next state recomputes every crop rather than trust a stale one
+
+    def _autosave_done(self, state: AutosaveState, error: Optional[BaseException]) -> None:
+        """After a background write (writer thread)."""
+        if error is None:
+            self.saved_version = state.label_version
+            if self._autosave_error and self.error == self._autosave_error:
+                self.error = ""  # the disk works again; any other message stays
+            self._autosave_error = ""
+        else:
+            self._autosave_error = f"autosave failed: {type(error).__name__}: {error}"
+            self.error = self._autosave_error
 
     def _resume(self) -> None:
         saved = read_autosave(self._autosave, self.volume)  # AutosaveError: another image's work
