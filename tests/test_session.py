@@ -269,3 +269,13 @@ def test_a_one_voxel_wide_box_keeps_the_slice_it_was_drawn_on():
         Box(line.bbox, plane=2)
     with pytest.raises(PromptError, match="plane must be an axis"):
         Box(line.bbox, plane=3)
+
+
+def test_object_region_is_a_copy_of_part_of_the_mask(session):
+    session.add(Point((20, 24, 22)))
+    full = session.object_mask(session.active_object)
+    bounds = ((15, 25), (20, 30), (18, 28))
+    region = session.object_region(session.active_object, bounds)
+    np.testing.assert_array_equal(region, full[15:25, 20:30, 18:28])
+    region[:] = 1 - region  # a copy: the session's mask is untouched
+    np.testing.assert_array_equal(session.object_mask(session.active_object), full)

@@ -199,6 +199,13 @@ class Session:
         with self._lock:
             return self._obj(obj_id).mask.cpu().numpy().copy()
 
+    def object_region(self, obj_id: int, bounds: Bounds) -> np.ndarray:
+        """A copy of one object's mask inside half-open ``bounds`` ``((z0, z1), (y0, y1), (x0, x1))``,
+        without copying the whole mask (on a GPU only the region crosses to the host)."""
+        sl = tuple(slice(int(a), int(b)) for a, b in bounds)
+        with self._lock:
+            return np.array(self._obj(obj_id).mask[sl].cpu().numpy(), copy=True)
+
     def label_map(self, dtype=np.uint16) -> np.ndarray:
         """All objects as one (Z, Y, X) label map; object ids are the labels, later objects on top."""
         with self._lock:
