@@ -15,28 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from nni_widget.data._phantom import PhantomObject, make_phantom
-from nni_widget.data._real import (
-    HELD_OUT,
-    RealVolume,
-    held_out_labels,
-    instances_from_semantic,
-    prepare_real,
-    pseudo_labels,
-    real_manifest,
-    related_instances,
-)
+from nni_widget.data import _real
+from nni_widget.data._real import *  # noqa: F403  (its __all__ is part of ours, below)
 from nni_widget.data._sources import SOURCES, DataFetchError, available_sources, data_cache_dir, fetch, load_real
 from nni_widget.io import Volume, load_volume, save_mask, save_volume
 
 __all__ = [
-    "HELD_OUT",
-    "RealVolume",
-    "held_out_labels",
-    "instances_from_semantic",
-    "prepare_real",
-    "pseudo_labels",
-    "real_manifest",
-    "related_instances",
     "SOURCES",
     "DataFetchError",
     "PhantomObject",
@@ -52,6 +36,7 @@ __all__ = [
     "sample_volume",
     "write_sample",
 ]
+__all__ += _real.__all__
 
 SAMPLE_SHAPE = (64, 96, 96)
 SAMPLE_SPACING = (2.0, 1.0, 1.0)
