@@ -121,6 +121,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time-limit", type=float, default=DEFAULT_CONFIG.time_limit_s, help="seconds")
     parser.add_argument("--steps", type=int, default=DEFAULT_CONFIG.steps)
     parser.add_argument("--from-scratch", action="store_true", help="random initial weights")
+    parser.add_argument(
+        "--init-from", type=Path, default=None, metavar="FOLDER",
+        help="start from this model folder instead of the bundled model (e.g. another run's model)",
+    )  # fmt: skip
     parser.add_argument("--no-resume", action="store_true")
     parser.add_argument("--tolerance", type=float, default=0.03, help="allowed drop of phantom Dice")
     parser.add_argument("--force", action="store_true", help="install even without improvement")
@@ -138,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     previous_steps = 0
     if not args.from_scratch:
         if not base.exists():  # a copy: --dest may be overwritten at the end
-            shutil.copytree(default_model_folder(), base)
+            shutil.copytree(args.init_from or default_model_folder(), base)
         extra = load_model_folder(base).extra
         previous_steps = int(extra.get("cumulative_steps", extra.get("steps", 0)))
     cfg = TrainConfig.from_dict({
@@ -178,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     provenance = {
         "command": "python tools/train_default_model.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "seed": cfg.seed,
-        "init": None if args.from_scratch else "the previously bundled default model",
+        "init": None if args.from_scratch else str(args.init_from or "the previously bundled default model"),
         "previous_steps": previous_steps,
         "steps": new_steps,
         "cumulative_steps": previous_steps + new_steps,
