@@ -320,6 +320,24 @@ class GatedWrites:
         return self.real(labels, volume, path)
 
 
+def test_a_closed_widget_is_garbage_collected_with_its_session(volume, truth, tmp_path):
+    """close() must release the widget and everything it holds (session, image, label map)."""
+    import gc
+    import weakref
+
+    from nni_widget.widget import Annotator
+
+    ann = Annotator(volume, autosave=tmp_path / "work.nii.gz")
+    ann.add_point(_centre(truth, 1))
+    widget, session = weakref.ref(ann), weakref.ref(ann.session)
+    ann.close()
+    del ann
+    gc.collect()
+    assert widget() is None, "a closed Annotator is still referenced"
+    assert session() is None, "a closed Annotator's session is still referenced"
+    assert (tmp_path / "work.nii.gz").is_file()
+
+
 def _read_pair(path, volume):
     """The autosave's sidecar meta, its objects, and the label map from its NIfTI (canonical order)."""
     import json

@@ -64,6 +64,24 @@ def _bundle(name: str) -> Path:
     return p
 
 
+def _static_source(name: str):
+    """What anywidget gets for ``_esm``/``_css``: the bundle's text, or its path while hot-reloading.
+
+    anywidget turns a path into a watched ``FileContents`` and connects every new widget to it with a
+    strong reference, so no widget built from a path is ever garbage-collected (nor its autosave
+    finalizer run) before the process ends. The text avoids that; with ``ANYWIDGET_HMR=1`` (front-end
+    work) the path is kept so edits to the bundle reach open widgets. A missing bundle gives a
+    placeholder here and the clear error of :func:`_bundle` when a widget is made.
+    """
+    p = _STATIC / name
+    if not p.is_file():
+        return f"/* {name} not built */\n"
+    if os.environ.get("ANYWIDGET_HMR", "") not in ("", "0"):
+        return p
+    text = p.read_text(encoding="utf-8")
+    return text if text.endswith("\n") else text + "\n"  # multi-line: anywidget never takes it for a path
+
+
 def _auto_window(array: np.ndarray) -> tuple[float, float]:
     """(level, width) spanning the 0.5-99.5 percentiles of a subsample of the image."""
     # about 2 M voxels on a regular grid, taken by strided indexing (no copy of the whole volume)
@@ -126,9 +144,9 @@ class Annotator(anywidget.AnyWidget):
         >>> ann.label_map.max()                 # doctest: +SKIP
     """
 
-    # anywidget reads these files (and watches them when ANYWIDGET_HMR=1 during front-end work)
-    _esm = _STATIC / "widget.js"
-    _css = _STATIC / "widget.css"
+    # the front-end bundle's text (its path, watched, when ANYWIDGET_HMR=1 during front-end work)
+    _esm = _static_source("widget.js")
+    _css = _static_source("widget.css")
 
     meta = t.Dict().tag(sync=True)
     objects = t.List().tag(sync=True)
