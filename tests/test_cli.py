@@ -40,6 +40,22 @@ def test_segment_reports_bad_input_clearly(tmp_path, tiny_model, caplog):
         main(["segment", "--image", str(bad), "--point", "1,2", "--out", "x.nii.gz"])
 
 
+def test_segment_takes_a_refinement_margin_rule(tmp_path, tiny_model, blob_image, capsys):
+    src = tmp_path / "image.nii.gz"
+    _write_oblique_nifti(src, blob_image)
+    masks = []
+    for rule in ("official", "0"):
+        out = tmp_path / f"mask_{rule}.nii.gz"
+        assert main(["segment", "--image", str(src), "--model", str(tiny_model), "--box", "20:21,4:44,4:40",
+                     "--device", "cpu", "--refine-margin", rule, "--out", str(out)]) == 0
+        masks.append(np.asarray(nib.load(out).dataobj))
+    assert masks[0].shape == masks[1].shape and masks[0].any()
+    for bad in ("wide", "-2"):
+        with pytest.raises(SystemExit):
+            main(["segment", "--image", str(src), "--point", "1,2,3", "--refine-margin", bad, "--out", "x.nii.gz"])
+    assert "expected scaled, official or a number of voxels" in capsys.readouterr().err
+
+
 def test_info_shows_the_model_settings(tiny_model, capsys):
     assert main(["info", "--model", str(tiny_model)]) == 0
     out = capsys.readouterr().out

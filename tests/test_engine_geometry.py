@@ -80,6 +80,31 @@ def test_refine_margin_is_official_for_large_patches_and_keeps_a_core():
     assert refine_margin((32, 48, 20)) == [8, 16, 2]
 
 
+def test_scaled_refine_margin_keeps_the_official_fraction_of_the_box():
+    assert refine_margin((192, 192, 192), "scaled") == refine_margin((192, 192, 192), "official") == [24] * 3
+    assert refine_margin((64, 64, 64), "scaled") == [8, 8, 8]
+    assert refine_margin((64, 128, 32), "scaled") == [8, 16, 4]
+    assert refine_margin((64, 64, 64), 12) == [12, 12, 12]
+    assert refine_margin((64, 64, 20), 30) == [24, 24, 2]  # the core keeps 16 voxels
+    for bad in ("half", -1, 2.5, True, None):
+        with pytest.raises(ValueError, match="'official', 'scaled' or a number"):
+            refine_margin((64, 64, 64), bad)
+
+
+def test_a_smaller_margin_covers_the_same_voxels_with_fewer_boxes():
+    m = torch.zeros(120, 120, 120, dtype=torch.bool)
+    m[10:110, 15:105, 20:100] = True
+    P = (64, 64, 64)
+    official = cover_boxes(m, P, refine_margin(P, "official"))
+    scaled = cover_boxes(m, P, refine_margin(P, "scaled"))
+    assert len(scaled) * 10 < len(official)
+    covered = torch.zeros_like(m)
+    for b in scaled:
+        core = clip([[lo + 8, hi - 8] for lo, hi in b], m.shape)
+        covered[tuple(slice(lo, hi) for lo, hi in core)] = True
+    assert not (m & ~covered).any()
+
+
 def test_cover_boxes_cover_every_voxel_with_a_core():
     rng = np.random.default_rng(0)
     m = torch.from_numpy(rng.random((70, 90, 60)) > 0.995)

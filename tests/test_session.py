@@ -279,3 +279,30 @@ def test_object_region_is_a_copy_of_part_of_the_mask(session):
     np.testing.assert_array_equal(region, full[15:25, 20:30, 18:28])
     region[:] = 1 - region  # a copy: the session's mask is untouched
     np.testing.assert_array_equal(session.object_mask(session.active_object), full)
+
+
+def test_refine_margin_rule_sets_the_core_of_the_refinement_boxes(tiny_model):
+    from nni_widget.engine import nnInteractiveInferenceSession
+
+    rng = np.random.default_rng(0)
+    z, y, x = np.ogrid[:72, :80, :80]
+    inside = ((z - 36) / 28) ** 2 + ((y - 40) / 32) ** 2 + ((x - 40) / 30) ** 2 < 1
+    image = (rng.normal(size=inside.shape) * 0.2 + 1 + 2 * inside).astype(np.float32)
+    boxes = {}
+    for rule, margins in (("official", [8, 8, 8]), ("scaled", [4, 4, 4]), (0, [0, 0, 0])):
+        s = Session(tiny_model, device="cpu", optimize=False, refine_margin=rule)
+        assert s.refine_margin == rule and s.refine_margins == margins
+        s.set_image(image)
+        res = s.add(Box.on_slice(0, 36, (10, 10), (70, 70)))
+        assert res.zoom_factors[-1] > 1
+        boxes[rule] = len(res.refine_boxes)
+    assert boxes[0] <= boxes["scaled"] < boxes["official"]
+    assert Session(tiny_model, device="cpu", optimize=False).refine_margin == "scaled"  # the default
+    with pytest.raises(ValueError, match="'official', 'scaled' or a number"):
+        Session(tiny_model, device="cpu", optimize=False, refine_margin="wide")
+    with pytest.raises(ValueError, match="got -3"):
+        s.refine_margin = -3
+    assert s.refine_margin == 0 and s.refine_margins == [0, 0, 0]  # unchanged after the bad value
+    official = nnInteractiveInferenceSession(device="cpu", torch_n_threads=1)
+    official.initialize_from_trained_model_folder(str(tiny_model))
+    assert official.session.refine_margin == "official"  # the official API keeps the official rule

@@ -47,6 +47,18 @@ def _box(text: str) -> tuple[tuple[int, int], ...]:
     return bounds  # type: ignore[return-value]
 
 
+def _margin_rule(text: str):
+    if text in ("scaled", "official"):
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected scaled, official or a number of voxels >= 0, got {text!r}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-v", "--verbose", action="store_true", help="log progress")
@@ -65,6 +77,9 @@ def _parser() -> argparse.ArgumentParser:
     seg.add_argument("--negative-box", type=_box, action="append", default=[], help="negative 2D box")
     seg.add_argument("--device", default=None, help="cuda, mps or cpu (default: best available)")
     seg.add_argument("--no-autozoom", action="store_true", help="disable AutoZoom")
+    seg.add_argument("--refine-margin", type=_margin_rule, default="scaled",
+                     help="core margin of the AutoZoom refinement boxes: scaled (default, patch/8), "
+                          "official (24 voxels, as the official engine) or a number of voxels")
     seg.add_argument("--out", type=Path, required=True, help="output mask (.nii.gz), on the input's grid")
 
     info = sub.add_parser("info", parents=[common], help="show a model's settings and licence")
@@ -90,7 +105,8 @@ def _segment(args: argparse.Namespace) -> int:
     if not prompts:
         logger.error("no prompt given: add --point z,y,x or --box z0:z1,y0:y1,x0:x1")
         return 2
-    session = Session(args.model, device=args.device, autozoom=not args.no_autozoom)
+    session = Session(args.model, device=args.device, autozoom=not args.no_autozoom,
+                      refine_margin=args.refine_margin)
     if session.licence:
         logger.info("model licence: %s", session.model.licence_id)
     session.set_image(volume)

@@ -47,6 +47,8 @@ class PredictContext:
         intensity: current decay intensity (divided out of the prompt channels).
         patch_size: network patch size P (z, y, x).
         autozoom: whether to zoom out when the border changes.
+        refine_margin: core margin of the refinement boxes per axis (None: the official 24 voxels,
+            see :func:`~nni_widget.engine._geometry.refine_margin`).
     """
 
     forward: Callable[[torch.Tensor], torch.Tensor]
@@ -56,6 +58,7 @@ class PredictContext:
     intensity: float
     patch_size: Sequence[int]
     autozoom: bool = True
+    refine_margin: Optional[Sequence[int]] = None
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -211,7 +214,7 @@ def plan_refinement(
     diff[local] = open_binary(diff[local], 5)
     if force_full_refine:
         diff[ctx.mask[as_slices(planning)] > 0] = 1
-    boxes = cover_boxes(diff, P)
+    boxes = cover_boxes(diff, P, ctx.refine_margin)
     if not boxes:
         return fallback
     return [[[lo + p[0], hi + p[0]] for (lo, hi), p in zip(b, planning)] for b in boxes]

@@ -18,6 +18,7 @@ Bounds = list[list[int]]
 MAX_ZOOM = 4.0
 ZOOM_GROWTH = 1.5
 REFINE_MARGIN = 24
+OFFICIAL_PATCH = 192  # the official model's patch edge, for which REFINE_MARGIN was chosen
 
 
 def round_to_nearest_odd(x: float) -> int:
@@ -148,13 +149,28 @@ def _integral(u: torch.Tensor) -> torch.Tensor:
     return F.pad(s, (1, 0, 1, 0, 1, 0))
 
 
-def refine_margin(patch_size: Sequence[int]) -> list[int]:
-    """Core margin of a refinement box: 24 voxels (official), less for patches under 64 voxels.
+def refine_margin(patch_size: Sequence[int], rule: "str | int" = "official") -> list[int]:
+    """Core margin of a refinement box per axis (DESIGN.md §3 step 6).
 
-    The core (box minus the margin on both sides) keeps at least 16 voxels per axis, so every box
-    covers its own centre and the cover always terminates.
+    Args:
+        patch_size: the network patch size P.
+        rule: ``"official"``: 24 voxels, the official engine's constant (reproduces it at any P);
+            ``"scaled"``: P/8, the same fraction of the box as 24 is of the official 192 (equal to
+            ``"official"`` for P = 192, and 8 voxels instead of 24 for a 64³ patch, whose core then
+            covers 48³ voxels instead of 16³); or a number of voxels.
+
+    Whatever the rule, the core (box minus the margin on both sides) keeps at least 16 voxels per
+    axis, so every box covers its own centre and the cover always terminates.
     """
-    return [max(0, min(REFINE_MARGIN, (p - 16) // 2)) for p in patch_size]
+    if rule == "official":
+        want = [REFINE_MARGIN] * len(patch_size)
+    elif rule == "scaled":
+        want = [round(p * REFINE_MARGIN / OFFICIAL_PATCH) for p in patch_size]
+    elif isinstance(rule, (int, np.integer)) and not isinstance(rule, bool) and rule >= 0:
+        want = [int(rule)] * len(patch_size)
+    else:
+        raise ValueError(f"refine_margin must be 'official', 'scaled' or a number of voxels >= 0, got {rule!r}")
+    return [max(0, min(m, (p - 16) // 2)) for m, p in zip(want, patch_size)]
 
 
 def cover_boxes(

@@ -79,7 +79,8 @@ class nnInteractiveInferenceSession:  # noqa: N801 - the official class name, on
         if self.use_torch_compile:
             bundle.network = torch.compile(bundle.network)
         self._session = Session(bundle, device=self.device, autozoom=self.do_autozoom, optimize=self.optimize,
-                                precision=self.precision, max_undo=200 if self.supports_undo else 0)
+                                precision=self.precision, max_undo=200 if self.supports_undo else 0,
+                                refine_margin="official")
         self.license = bundle.licence_id or "!!MISSING!!"
         self.interaction_decay = bundle.interaction_decay
         (logger.info if self.verbose else logger.debug)("model licence: %s", self.license)

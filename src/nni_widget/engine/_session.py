@@ -22,6 +22,7 @@ from ..io import Volume, load_volume
 from ..prompts import Box, Lasso, Point, Prompt, PromptError, Scribble, VolumeMask
 from ._autozoom import PredictContext, PredictStats, predict
 from ._geometry import Bounds, as_slices, bounds_center, initial_zoom, nonzero_bounds, union
+from ._geometry import refine_margin as _margin_for
 from ._runtime import Runtime, resolve_model
 from ._stamps import FP16_MAX, RENORM_TARGET, Stamp, make_stamp
 
@@ -114,6 +115,11 @@ class Session:
         precision: ``"float32"``, ``"float16"`` (CUDA) or ``"bfloat16"``; None picks float16 on
             CUDA (as the official engine) and float32 elsewhere. See ``Runtime``.
         max_undo: how many steps undo can go back.
+        refine_margin: core margin of the AutoZoom refinement boxes: ``"scaled"`` (default, P/8:
+            the official 24 voxels for the official 192³ patch, 8 for a 64³ patch such as the bundled
+            model's, which then needs about 13x fewer boxes on a large organ), ``"official"`` (24
+            voxels at any patch size, as the official engine; the official-API class uses it) or a
+            number of voxels.
 
     Example:
         >>> s = Session("path/to/nnInteractive_v1.0")            # doctest: +SKIP
@@ -131,9 +137,11 @@ class Session:
         optimize: bool = True,
         precision: Optional[str] = None,
         max_undo: int = 200,
+        refine_margin: Union[str, int] = "scaled",
     ) -> None:
         self.runtime = Runtime(resolve_model(model, device), optimize=optimize, precision=precision)
         self.autozoom = autozoom
+        self.refine_margin = refine_margin
         self.max_undo = int(max_undo)
         self.volume: Optional[Volume] = None
         self._image: Optional[torch.Tensor] = None
@@ -147,6 +155,21 @@ class Session:
         self.last_stats: Optional[PredictStats] = None
 
     # ----------------------------------------------------------------- properties
+    @property
+    def refine_margin(self) -> Union[str, int]:
+        """The refinement-margin rule (see the class docstring); ``refine_margins`` gives the voxels."""
+        return self._margin_rule
+
+    @refine_margin.setter
+    def refine_margin(self, rule: Union[str, int]) -> None:
+        margin = _margin_for(self.model.patch_size, rule)  # ValueError names the accepted values
+        self._margin_rule, self._margin = rule, margin
+
+    @property
+    def refine_margins(self) -> list[int]:
+        """Core margin of the refinement boxes per axis, in voxels, for this model's patch."""
+        return list(self._margin)
+
     @property
     def device(self) -> torch.device:
         return self.runtime.device
@@ -439,7 +462,7 @@ class Session:
 
     def _predict(self, obj: SegObject, center, zoom, force_full_refine=False) -> PredictStats:
         ctx = PredictContext(self.runtime.forward, self._image, obj.mask, obj.stamps, obj.intensity,
-                             self.model.patch_size, self.autozoom)
+                             self.model.patch_size, self.autozoom, self._margin)
         stats = predict(ctx, center, zoom, force_full_refine)
         self.last_stats = stats
         return stats
