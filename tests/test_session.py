@@ -306,3 +306,38 @@ def test_refine_margin_rule_sets_the_core_of_the_refinement_boxes(tiny_model):
     official = nnInteractiveInferenceSession(device="cpu", torch_n_threads=1)
     official.initialize_from_trained_model_folder(str(tiny_model))
     assert official.session.refine_margin == "official"  # the official API keeps the official rule
+
+
+def test_a_session_shared_between_threads_stays_consistent(session):
+    """Prompts from one thread, reads from another: no error, no torn state, nothing lost."""
+    import threading
+
+    session.new_object("second")
+    errors, stop, seen = [], threading.Event(), []
+
+    def reader():
+        try:
+            while not stop.is_set():
+                labels = session.label_map()
+                assert set(np.unique(labels)) <= {0, 1, 2}
+                seen.append(len(session.object_prompts(1)) + len(session.object_prompts(2)))
+                session.object_slice(2, 0, 20)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    t = threading.Thread(target=reader)
+    t.start()
+    try:
+        for i in range(6):
+            session.select_object(1 + i % 2)
+            session.add(Point((20, 20 + i, 22), positive=True))
+    finally:
+        stop.set()
+        t.join()
+    assert not errors, errors
+    assert len(session.object_prompts(1)) == 3 and len(session.object_prompts(2)) == 3
+    assert seen and seen == sorted(seen)  # the reader saw the prompts arrive, never go back
+    composed = np.zeros(session.shape, np.uint16)
+    for i in (1, 2):
+        composed[session.object_mask(i) != 0] = i
+    np.testing.assert_array_equal(session.label_map(), composed)

@@ -121,6 +121,13 @@ class Session:
             voxels at any patch size, as the official engine; the official-API class uses it) or a
             number of voxels.
 
+    Threads: a session may be shared between threads (the widget's worker and the notebook, for
+    example). Every method that reads or changes objects, masks, prompts or the undo history holds
+    one re-entrant lock, so calls run one at a time, each seeing the state the previous one left;
+    a read never sees half a step. Callbacks run on the thread that made the step, inside the lock
+    (they may call the session again). Prompts from several threads are applied in the order they
+    take the lock: to keep an order, submit them from one thread (the widget queues them).
+
     Example:
         >>> s = Session("path/to/nnInteractive_v1.0")            # doctest: +SKIP
         >>> s.set_image(volume)                                    # doctest: +SKIP
