@@ -5,7 +5,8 @@ bundled model:
 
 1. kernel side (always): the bytes of each image slice the browser asks for, and for prompts on a
    small and on a large object the bytes of the label patch sent back and the kernel's own overhead
-   (patch extraction, encoding, sending), separate from the engine's inference time;
+   (patch extraction, encoding, sending), separate from the engine's inference time, and when the
+   engine sent its coarse preview (a prompt that refines several boxes);
 2. in a real browser (``--browser``: JupyterLab + Debian's chromium via Playwright, as the browser
    tests): the time from releasing the mouse to the overlay being redrawn, minus the engine's
    inference time reported by the kernel for the same step = the transport + rendering overhead on
@@ -58,11 +59,12 @@ def kernel_side(repeats: int) -> dict:
 
     class Recorder(Annotator):
         def __init__(self, *a, **k):
-            self.sent = []
+            self.sent, self.sent_at = [], []
             super().__init__(*a, **k)
 
         def send(self, content, buffers=None):
             self.sent.append((content, buffers))
+            self.sent_at.append(time.perf_counter())
 
     t0 = time.perf_counter()
     vol = load_volume(make_ct(), spacing=SPACING)
@@ -81,9 +83,10 @@ def kernel_side(repeats: int) -> dict:
         out[f"slice_axis{axis}"] = (statistics.mean(sizes), raw, statistics.median(times) * 1000)
     # prompts: a click on a small lesion, a box on the large organ
     for name, (centre, radii, _) in (("small", OBJECTS[2]), ("large", OBJECTS[0])):
-        bytes_, overhead, infer = [], [], []
+        bytes_, overhead, infer, preview = [], [], [], []
         for _ in range(repeats):
             ann.new_object()
+            n_sent, t_start = len(ann.sent), time.perf_counter()
             z, y, x = centre
             if name == "small":
                 ann._on_msg(ann, {"kind": "prompt", "tool": "point", "positive": True, "axis": 0, "index": z,
@@ -96,7 +99,11 @@ def kernel_side(repeats: int) -> dict:
             bytes_.append(st["patch_bytes"])
             overhead.append(st["overhead_ms"])
             infer.append(st["seconds"])
-        out[f"prompt_{name}"] = (statistics.median(bytes_), statistics.median(overhead), statistics.median(infer))
+            shown = [t for (c, _), t in zip(ann.sent[n_sent:], ann.sent_at[n_sent:]) if c["kind"] == "preview"]
+            if shown:
+                preview.append(shown[0] - t_start)
+        out[f"prompt_{name}"] = (statistics.median(bytes_), statistics.median(overhead), statistics.median(infer),
+                                 statistics.median(preview) if preview else None)
     ann.close()
     return out
 
@@ -166,9 +173,10 @@ def main() -> None:
         print(f"  {name:9s} {size / 1024:7.1f} kB  (raw {raw / 1024:.0f} kB, {raw / size:.1f}x smaller), "
               f"kernel {ms:.1f} ms")
     for name in ("small", "large"):
-        b, ov, inf = r[f"prompt_{name}"]
+        b, ov, inf, shown = r[f"prompt_{name}"]
         print(f"prompt on the {name} object: {b / 1024:.2f} kB sent (target < 100 kB for a small object), "
-              f"kernel overhead {ov:.1f} ms, engine {inf * 1000:.0f} ms")
+              f"kernel overhead {ov:.1f} ms, engine {inf * 1000:.0f} ms"
+              + (f", coarse preview sent after {shown * 1000:.0f} ms" if shown is not None else ", no preview"))
     if args.browser:
         b = browser_side(args.repeats)
         print(f"browser (JupyterLab, headless chromium, loopback), click on the small object, median of "

@@ -88,3 +88,26 @@ export class LabelStore {
     return out;
   }
 }
+
+/**
+ * A coarse preview (the kernel's "preview" message: one object's uint8 mask over half-open `bounds`)
+ * cut along slice `index` of `axis`, as a (rows x cols) Uint8Array of the whole slice, or null when
+ * the slice misses the preview's bounds.
+ */
+export function previewSlice(preview, shape, axis, index) {
+  const { bounds, data } = preview;
+  if (index < bounds[axis][0] || index >= bounds[axis][1]) return null;
+  const [ra, ca] = [0, 1, 2].filter((a) => a !== axis);
+  const cols = shape[ca];
+  const out = new Uint8Array(shape[ra] * cols);
+  const ext = bounds.map(([lo, hi]) => hi - lo);
+  const stride = [ext[1] * ext[2], ext[2], 1];
+  const fixed = (index - bounds[axis][0]) * stride[axis];
+  for (let r = bounds[ra][0]; r < bounds[ra][1]; r++) {
+    const base = fixed + (r - bounds[ra][0]) * stride[ra];
+    for (let c = bounds[ca][0]; c < bounds[ca][1]; c++) {
+      out[r * cols + c] = data[base + (c - bounds[ca][0]) * stride[ca]];
+    }
+  }
+  return out;
+}

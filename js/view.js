@@ -6,6 +6,8 @@
 // flipped on both axes: axial has Anterior up and the patient's Right on the left (radiological),
 // coronal and sagittal have Superior up (sagittal: Anterior on the left).
 
+import { previewSlice } from "./labels.js";
+
 const AXIS_NAMES = ["axial", "coronal", "sagittal"];
 const LETTERS = [
   { top: "A", bottom: "P", left: "R", right: "L" },
@@ -126,6 +128,9 @@ export class SliceView {
     h.prefetch(this.axis, idx);
     const lut = h.grayLut();
     const labels = h.store.slice(this.axis, idx);
+    // the coarse answer shown while the kernel refines: a dotted outline in the object's colour
+    const pv = h.preview ? previewSlice(h.preview, h.meta.shape, this.axis, idx) : null;
+    const pvColor = pv ? h.colorTable()[h.preview.object % h.colorTable().length] : null;
     const colors = h.colorTable();
     const alpha = h.model.get("opacity");
     const outline = h.model.get("outline");
@@ -162,6 +167,14 @@ export class SliceView {
             red = g + (col[0] - g) * a;
             green = g + (col[1] - g) * a;
             blue = g + (col[2] - g) * a;
+          }
+        }
+        if (pv?.[k] && (r + c) % 2 === 0) {
+          const border = r === 0 || r === R - 1 || c === 0 || c === C - 1;
+          if (border || !pv[k - C] || !pv[k + C] || !pv[k - 1] || !pv[k + 1]) {
+            red = pvColor[0];
+            green = pvColor[1];
+            blue = pvColor[2];
           }
         }
         out[o] = red;

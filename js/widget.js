@@ -82,6 +82,7 @@ function render({ model, el: root }) {
     requested: new Set(),
     labelVersion: -1,
     resyncing: false,
+    preview: null, // {bounds, data, object}: the coarse answer while the kernel refines, or null
     lut: null,
     lutKey: "",
     colors: null,
@@ -513,6 +514,19 @@ function render({ model, el: root }) {
         host.redraw();
         const t = msg.seq !== undefined ? host.timings[msg.seq] : null;
         if (t) t.drawn = performance.now();
+      } else if (msg.kind === "preview") {
+        if (host.resyncing) return;
+        const { data } = await decodeArray(msg, buffers[0]);
+        host.preview = { bounds: msg.bounds, data, object: msg.object };
+        root.dataset.preview = "1";
+        host.redraw();
+        const t = msg.seq !== undefined ? host.timings[msg.seq] : null;
+        if (t) t.preview = performance.now();
+      } else if (msg.kind === "preview_end") {
+        if (!host.preview) return;
+        host.preview = null;
+        root.dataset.preview = "0";
+        host.redraw();
       }
     } catch (err) {
       errorText.textContent = `display error: ${err}`;

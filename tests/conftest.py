@@ -68,6 +68,18 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture()
+def large_object_image():
+    """(72, 80, 80) float32: an ellipsoid larger than the tiny model's 32³ patch (a box on it zooms out
+    and refines several boxes)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    z, y, x = np.ogrid[:72, :80, :80]
+    inside = ((z - 36) / 28) ** 2 + ((y - 40) / 32) ** 2 + ((x - 40) / 30) ** 2 < 1
+    return (rng.normal(size=inside.shape) * 0.2 + 1 + 2 * inside).astype(np.float32)
+
+
+@pytest.fixture()
 def blob_image():
     """A (40, 48, 44) float32 image with a bright ellipsoid and noise."""
     import numpy as np

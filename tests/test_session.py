@@ -281,13 +281,10 @@ def test_object_region_is_a_copy_of_part_of_the_mask(session):
     np.testing.assert_array_equal(session.object_mask(session.active_object), full)
 
 
-def test_refine_margin_rule_sets_the_core_of_the_refinement_boxes(tiny_model):
+def test_refine_margin_rule_sets_the_core_of_the_refinement_boxes(tiny_model, large_object_image):
     from nni_widget.engine import nnInteractiveInferenceSession
 
-    rng = np.random.default_rng(0)
-    z, y, x = np.ogrid[:72, :80, :80]
-    inside = ((z - 36) / 28) ** 2 + ((y - 40) / 32) ** 2 + ((x - 40) / 30) ** 2 < 1
-    image = (rng.normal(size=inside.shape) * 0.2 + 1 + 2 * inside).astype(np.float32)
+    image = large_object_image
     boxes = {}
     for rule, margins in (("official", [8, 8, 8]), ("scaled", [4, 4, 4]), (0, [0, 0, 0])):
         s = Session(tiny_model, device="cpu", optimize=False, refine_margin=rule)
@@ -341,3 +338,37 @@ def test_a_session_shared_between_threads_stays_consistent(session):
     for i in (1, 2):
         composed[session.object_mask(i) != 0] = i
     np.testing.assert_array_equal(session.label_map(), composed)
+
+
+def test_a_coarse_preview_comes_before_refinement_and_never_breaks_it(tiny_model, large_object_image):
+    image = large_object_image
+    box = Box.on_slice(0, 36, (10, 10), (70, 70))
+    plain = Session(tiny_model, device="cpu", optimize=False)
+    plain.set_image(image)
+    expected = plain.add(box)
+    assert len(expected.refine_boxes) > 1
+    s = Session(tiny_model, device="cpu", optimize=False)
+    s.set_image(image)
+    seen = []
+
+    def preview(bounds, mask):
+        seen.append((bounds, mask.copy(), s.object_mask(1).copy()))
+
+    res = s.add(box, on_preview=preview)
+    assert len(seen) == 1
+    bounds, mask, before = seen[0]
+    assert mask.dtype == np.uint8 and list(mask.shape) == [hi - lo for lo, hi in bounds]
+    assert all(0 <= lo < hi <= n for (lo, hi), n in zip(bounds, image.shape))
+    assert mask.any() and not before.any()  # a coarse answer, shown before anything was written
+    np.testing.assert_array_equal(s.mask, plain.mask)
+    assert res.changed == expected.changed
+
+    def broken(bounds, mask):
+        raise RuntimeError("display gone")
+
+    s.undo()
+    s.add(box, on_preview=broken)  # logged, ignored
+    np.testing.assert_array_equal(s.mask, plain.mask)
+    calls = []
+    s.add(Point((36, 40, 40)), on_preview=lambda b, m: calls.append(b))
+    assert len(calls) == (1 if len(s.last_stats.refine_boxes) > 1 else 0)  # only when boxes will run

@@ -338,6 +338,49 @@ def test_a_closed_widget_is_garbage_collected_with_its_session(volume, truth, tm
     assert (tmp_path / "work.nii.gz").is_file()
 
 
+def test_a_large_prompt_shows_its_coarse_answer_before_the_refined_patch(tiny_model, large_object_image):
+    """preview (the coarse mask, before any patch of this step), then the patch, then preview_end."""
+    from nni_widget.engine import Session
+
+    session = Session(tiny_model, device="cpu", optimize=False)
+    session.set_image(large_object_image)
+    ann = Recorder(session=session)
+    ann.sent.clear()
+    ann.add_box(0, 36, (10, 10), (70, 70))
+    kinds = [c["kind"] for c, _ in ann.sent]
+    assert kinds.index("preview") < kinds.index("patch") < kinds.index("preview_end")
+    content, buffers = next((c, b) for c, b in ann.sent if c["kind"] == "preview")
+    mask = decode(content, buffers[0])
+    assert mask.dtype == np.uint8 and list(mask.shape) == [hi - lo for lo, hi in content["bounds"]]
+    assert mask.any() and content["object"] == 1 and content["version"] == 0
+    # a preview only when more than one box is refined
+    ann.sent.clear()
+    ann.add_point((36, 40, 40), positive=False)
+    previewed = any(c["kind"] == "preview" for c, _ in ann.sent)
+    assert previewed == (len(session.last_stats.refine_boxes) > 1)
+    ann.close()
+
+
+def test_a_failed_prompt_after_a_preview_still_ends_it(tiny_model, large_object_image, monkeypatch):
+    from nni_widget.engine import Session, _autozoom
+
+    session = Session(tiny_model, device="cpu", optimize=False)
+    session.set_image(large_object_image)
+    ann = Recorder(session=session)
+
+    def refine_fails(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(_autozoom, "refine", refine_fails)
+    ann.sent.clear()
+    with pytest.raises(RuntimeError):
+        ann.add_box(0, 36, (10, 10), (70, 70))
+    kinds = [c["kind"] for c, _ in ann.sent]
+    assert "preview" in kinds and kinds[-1] == "preview_end" and "patch" not in kinds
+    assert "out of memory" in ann.error and not session.object_mask(1).any()
+    ann.close()
+
+
 def _read_pair(path, volume):
     """The autosave's sidecar meta, its objects, and the label map from its NIfTI (canonical order)."""
     import json

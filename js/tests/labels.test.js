@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import test from "node:test";
 import { decodeArray } from "../codec.js";
-import { colorTable, hexToRgb, LabelStore } from "../labels.js";
+import { colorTable, hexToRgb, LabelStore, previewSlice } from "../labels.js";
 import { buffer, bytes, manifest, needsFixtures } from "./fixtures.js";
 
 /** A dense (Z, Y, X) label volume with the same paste, to check the store against. */
@@ -186,5 +186,28 @@ test("replaying the kernel's label messages reproduces its label map after every
     const expected = bytes(m.expected);
     const vol = { shape, data: new Uint16Array(expected.slice().buffer) }; // little-endian uint16, C order
     assertHolds(store, vol, `${m.kind} v${m.version} (${m.note})`);
+  }
+});
+
+test("previewSlice cuts a preview's mask along every axis like a dense volume", () => {
+  const shape = [5, 6, 7];
+  const bounds = [
+    [1, 4],
+    [2, 6],
+    [0, 5],
+  ];
+  const n = 3 * 4 * 5;
+  const data = Uint8Array.from({ length: n }, (_, i) => (i * 7) % 3 === 0);
+  const vol = dense(shape);
+  densePaste(vol, bounds, data);
+  for (let axis = 0; axis < 3; axis++) {
+    for (let index = 0; index < shape[axis]; index++) {
+      const got = previewSlice({ bounds, data, object: 1 }, shape, axis, index);
+      if (index < bounds[axis][0] || index >= bounds[axis][1]) {
+        assert.equal(got, null, `axis ${axis} index ${index}: outside the preview`);
+      } else {
+        assert.deepEqual(Array.from(got), Array.from(denseSlice(vol, axis, index)), `axis ${axis} index ${index}`);
+      }
+    }
   }
 });

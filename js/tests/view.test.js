@@ -106,6 +106,8 @@ function makeHost(shape, { image = null, position = [0, 0, 0], opacity = 0.5, ou
     grayLut: () => Uint8ClampedArray.from({ length: 65536 }, (_, code) => code),
     store: new LabelStore(shape),
     colorTable: () => colorTable(["#ff0000", "#0000ff"]),
+    meta: { shape },
+    preview: null,
   };
 }
 
@@ -174,4 +176,34 @@ test("outline mode colours only the boundary of each label, at full strength", (
       assert.deepEqual(v.pixelAt(r, c), inBlock && !centre ? red : grey, `(${r}, ${c})`);
     }
   }
+});
+
+test("a coarse preview is drawn as a dotted outline in its object's colour over the labels", () => {
+  // axial view (z = 0) of a 1 x 6 x 6 volume; the preview of object 2 is a 4 x 4 square at rows, cols 1..4
+  const shape = [1, 6, 6];
+  const host = makeHost(shape, { image: new Uint16Array(36).fill(100), opacity: 0.5 });
+  host.preview = {
+    bounds: [
+      [0, 1],
+      [1, 5],
+      [1, 5],
+    ],
+    data: new Uint8Array(16).fill(1),
+    object: 2,
+  };
+  const v = makeView(0, shape, [1, 1, 1], { host });
+  v.render();
+  const blue = [0, 0, 255, 255];
+  const grey = [100, 100, 100, 255];
+  for (let r = 0; r < 6; r++) {
+    for (let c = 0; c < 6; c++) {
+      const inside = r >= 1 && r <= 4 && c >= 1 && c <= 4;
+      const edge = inside && (r === 1 || r === 4 || c === 1 || c === 4);
+      const dot = edge && (r + c) % 2 === 0;
+      assert.deepEqual(v.pixelAt(r, c), dot ? blue : grey, `(${r}, ${c})`);
+    }
+  }
+  host.preview = null; // dropped when the refined patch has arrived
+  v.render();
+  assert.deepEqual(v.pixelAt(1, 1), grey);
 });

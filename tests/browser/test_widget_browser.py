@@ -332,6 +332,33 @@ def test_objects_new_rename_select_delete(notebook):
     _assert_views_match_kernel(nb)
 
 
+def test_a_large_box_shows_a_coarse_preview_while_it_refines(notebook):
+    """A box over the whole axial slice zooms out and refines several boxes (9 with the bundled model):
+    the page shows the coarse answer as a dotted outline before the refined patch replaces it."""
+    nb = notebook
+    root = nb.page.locator(nb.root_sel())
+    n = nb.n_prompts()
+    before = label_summary(nb.kernel_labels((64, 96, 96)))
+    nb.set_slice(0, 32)
+    nb.choose("box", positive=True)
+    (nb.root / "SLOW").write_text("")  # one second per network pass: refinement takes seconds
+    try:
+        nb.stroke(0, [(2, 2), (93, 93)])
+        nb.page.wait_for_function("() => document.querySelector('.nni-root').dataset.preview === '1'",
+                                  timeout=60_000)
+        assert "running" in root.locator(".nni-busy").inner_text()  # shown while the kernel still works
+    finally:
+        (nb.root / "SLOW").unlink(missing_ok=True)
+    nb.wait_kernel(lambda s: sum(len(o["prompts"]) for o in s["objects"]) == n + 1, timeout=120,
+                   what="the large box")
+    nb.page.wait_for_function("() => document.querySelector('.nni-root').dataset.preview === '0'",
+                              timeout=30_000)
+    _assert_views_match_kernel(nb)
+    root.locator("button[data-action='undo']").click()
+    nb.wait_kernel(lambda s: sum(len(o["prompts"]) for o in s["objects"]) == n, what="undo of the large box")
+    assert _assert_views_match_kernel(nb) == before
+
+
 def test_reload_renders_the_current_state(notebook):
     nb = notebook
     expected = label_summary(nb.kernel_labels((64, 96, 96)))

@@ -8,6 +8,7 @@ written; the return value is the bounds of the region written.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
@@ -32,6 +33,8 @@ from ._geometry import (
 )
 from ._resample import area_downsample_half
 from ._stamps import N_INTERACTION_CHANNELS, PREV_SEG, THIN_CHANNELS, Stamp, channel_touched, paint
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -159,11 +162,16 @@ def predict(
     center: Sequence[int],
     zoom: float,
     force_full_refine: bool = False,
+    on_coarse: Optional[Callable[[Bounds, torch.Tensor], None]] = None,
 ) -> PredictStats:
     """Answer one prompt centred at ``center`` starting at zoom factor ``zoom``.
 
     Returns the stats with the regions to write (``writes``) and their hull (``written``); the mask
     itself is not modified, so a caller can keep just that region for undo before applying them.
+
+    ``on_coarse(bounds, mask)``, when given, is called once before refinement when more than one box
+    is to be refined, with the coarse answer (uint8 tensor) over the in-volume part of the zoomed-out
+    window: a preview to show while the boxes run. An exception in it is logged and ignored.
     """
     zoom = min(MAX_ZOOM, zoom)
     stats = PredictStats(zoom_factors=[zoom], refine_boxes=[])
@@ -191,6 +199,13 @@ def predict(
         pred = (F.interpolate(pred[None, None].float(), size=scaled, mode="trilinear")[0, 0] >= 0.5).to(torch.uint8)
     boxes = plan_refinement(ctx, pred, frame, center, force_full_refine)
     stats.refine_boxes = boxes
+    if on_coarse is not None and len(boxes) > 1:
+        inside = clip(frame, ctx.shape)
+        if inside is not None:
+            try:
+                on_coarse(inside, pred[as_slices(to_local(inside, frame))])
+            except Exception:  # a preview must never cost the prediction
+                logger.exception("coarse-preview callback failed")
     stats.written, stats.writes = refine(ctx, boxes, pred, frame)
     return stats
 

@@ -365,8 +365,17 @@ class Session:
         return self._objects[i]
 
     # ----------------------------------------------------------------- prompts
-    def add(self, prompt: Prompt, *, run_prediction: bool = True) -> StepResult:
+    def add(self, prompt: Prompt, *, run_prediction: bool = True,
+            on_preview: Optional[Callable[[Bounds, np.ndarray], None]] = None) -> StepResult:
         """Add a prompt to the active object and update its mask.
+
+        Args:
+            prompt: the prompt.
+            run_prediction: False records the prompt without predicting (the next prediction uses it).
+            on_preview: called with ``(bounds, mask)`` (in-volume bounds, uint8 array of their shape)
+                when AutoZoom is about to refine more than one box: the coarse answer, for a display
+                to show while refinement runs (seconds for a large organ on a CPU). It runs on this
+                thread, inside the session's lock; what it raises is logged and ignored.
 
         Returns:
             A StepResult whose ``changed`` holds the bounds of the voxels that changed.
@@ -395,7 +404,7 @@ class Session:
             obj.prompts = obj.prompts + (prompt,)
             obj.intensity = intensity
             obj.pending = obj.pending + ((center, zoom),)
-            return self._run_step(obj, before, run_prediction)
+            return self._run_step(obj, before, run_prediction, on_preview)
 
     def _next_intensity(self, obj: SegObject) -> float:
         decay = float(self.model.interaction_decay)
@@ -467,14 +476,18 @@ class Session:
         with self._lock:
             return self.set_initial_mask(np.zeros(self.shape, np.uint8))
 
-    def _predict(self, obj: SegObject, center, zoom, force_full_refine=False) -> PredictStats:
+    def _predict(self, obj: SegObject, center, zoom, force_full_refine=False, on_preview=None) -> PredictStats:
         ctx = PredictContext(self.runtime.forward, self._image, obj.mask, obj.stamps, obj.intensity,
                              self.model.patch_size, self.autozoom, self._margin)
-        stats = predict(ctx, center, zoom, force_full_refine)
+        coarse = None
+        if on_preview is not None:
+            def coarse(bounds, mask):
+                on_preview([list(b) for b in bounds], mask.cpu().numpy().astype(np.uint8, copy=False))
+        stats = predict(ctx, center, zoom, force_full_refine, coarse)
         self.last_stats = stats
         return stats
 
-    def _run_step(self, obj: SegObject, before, run_prediction: bool) -> StepResult:
+    def _run_step(self, obj: SegObject, before, run_prediction: bool, on_preview=None) -> StepResult:
         t0 = time.perf_counter()
         if not run_prediction:
             self._record(_Step(obj.id, before, obj.state(), None, None))
@@ -482,7 +495,7 @@ class Session:
         center, zoom = obj.pending[-1]
         obj.pending = ()
         try:
-            stats = self._predict(obj, center, zoom)
+            stats = self._predict(obj, center, zoom, on_preview=on_preview)
         except BaseException:  # a kernel interrupt too: the prompt must not stay half-recorded
             obj.restore(before)  # the mask is untouched: predict only returns what to write
             raise

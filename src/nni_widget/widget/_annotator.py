@@ -432,14 +432,33 @@ class Annotator(anywidget.AnyWidget):
     def _do_prompt(self, prompt: Prompt, obj_id: Optional[int] = None, seq: Optional[int] = None):
         if obj_id is not None:
             self.session.select_object(obj_id)
-        res = self.session.add(prompt)
-        self.error = ""
-        kind = getattr(prompt, "kind", "prompt")
-        zoom = max(res.zoom_factors, default=1.0)
-        self.status = (f"{kind}: {res.seconds * 1000:.0f} ms"
-                       + (f", zoom {zoom:.2g}" if zoom > 1 else "")
-                       + (f", {len(res.refine_boxes)} refinement boxes" if len(res.refine_boxes) > 1 else ""))
-        self._after_change("prompt", res.changed, res.seconds, seq)
+        previewed = []
+
+        def preview(bounds: Bounds, mask: np.ndarray) -> None:
+            # the coarse answer while refinement runs (a large object on a slow device)
+            header, buf = encode(mask)
+            msg = {"kind": "preview", "bounds": bounds, "object": self.session.active_object,
+                   "version": self.label_version, **header}
+            if seq is not None:
+                msg["seq"] = seq
+            with self._send_lock:
+                self.send(msg, [buf])
+            previewed.append(True)
+            self.status = "coarse answer shown (dotted); refining at full resolution"
+
+        try:
+            res = self.session.add(prompt, on_preview=preview)
+            self.error = ""
+            kind = getattr(prompt, "kind", "prompt")
+            zoom = max(res.zoom_factors, default=1.0)
+            self.status = (f"{kind}: {res.seconds * 1000:.0f} ms"
+                           + (f", zoom {zoom:.2g}" if zoom > 1 else "")
+                           + (f", {len(res.refine_boxes)} refinement boxes" if len(res.refine_boxes) > 1 else ""))
+            self._after_change("prompt", res.changed, res.seconds, seq)
+        finally:
+            if previewed:  # after the patch (or a failure): the browser drops the preview
+                with self._send_lock:
+                    self.send({"kind": "preview_end"})
         return res
 
     def _do_history(self, forward: bool):
