@@ -171,3 +171,44 @@ def test_stamps_replay_in_order_with_max_and_set():
         make_stamp(Point((30, 4, 5)), shape, 1.0, "cpu")
     with pytest.raises(PromptError, match="outside"):
         make_stamp(Scribble.from_polyline(0, 50, [(1, 1), (3, 3)]), shape, 1.0, "cpu")
+
+
+def _greedy_cover_by_recounting(mask, box_size, margin):
+    """The greedy step of cover_boxes written plainly: count every candidate's uncovered core voxels
+    again after each choice (what the official engine does), no integral images."""
+    nb = [[int(i.min()), int(i.max()) + 1] for i in torch.nonzero(mask, as_tuple=True)]
+    stride = [max(1, round((hi - 1 - lo) / 4)) for lo, hi in nb]
+    grid = [(z, y, x) for z in range(nb[0][0], nb[0][1], stride[0])
+            for y in range(nb[1][0], nb[1][1], stride[1]) for x in range(nb[2][0], nb[2][1], stride[2])]
+    uncovered = mask.clone()
+    cands = [c for c in grid if uncovered[c]]
+    boxes = []
+
+    def core(c):
+        return tuple(slice(max(0, v - b // 2 + m), min(n, v + (b - b // 2) - m))
+                     for v, b, m, n in zip(c, box_size, margin, mask.shape))
+
+    while cands and uncovered.any():
+        counts = [int(uncovered[core(c)].sum()) for c in cands]
+        best = max(range(len(cands)), key=lambda i: (counts[i], -i))
+        if counts[best] == 0:
+            break
+        c = cands[best]
+        boxes.append([[v - b // 2, v + (b - b // 2)] for v, b in zip(c, box_size)])
+        uncovered[core(c)] = False
+        cands = [c for c in cands if uncovered[c]]
+    return boxes, uncovered
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_cover_greedy_step_matches_recounting_after_every_choice(seed):
+    rng = np.random.default_rng(seed)
+    m = torch.from_numpy(rng.random((50, 60, 55)) > 0.9)
+    for _ in range(3):
+        lo = rng.integers(0, 30, 3)
+        m[lo[0]:lo[0] + 20, lo[1]:lo[1] + 25, lo[2]:lo[2] + 22] = True
+    P, margin = (24, 24, 24), [4, 4, 4]
+    expected, left = _greedy_cover_by_recounting(m, P, margin)
+    got = cover_boxes(m, P, margin)
+    assert got[:len(expected)] == expected
+    assert bool(left.any()) == (len(got) > len(expected))  # the rest goes to the sampling step

@@ -238,17 +238,26 @@ def _cover(mask, box_size, margin, stride, max_depth, depth, rng) -> list[Bounds
     marg = torch.tensor(margin, device=mask.device)
     uncovered = (mask != 0).to(torch.uint8)
     boxes: list[Bounds] = []
+    # each candidate's core and the uncovered voxels in it: one integral image of the whole region,
+    # then, per chosen box, only the voxels it covers are subtracted (exactly what recomputing gives)
+    lo = torch.clamp(cands - half + marg, min=0)
+    hi = torch.maximum(torch.minimum(cands + end - marg, shape), lo)
+    sums = _box_sums(_integral(uncovered), lo, hi)
     while len(cands) > 0 and bool(uncovered.any()):
-        lo = torch.clamp(cands - half + marg, min=0)
-        hi = torch.maximum(torch.minimum(cands + end - marg, shape), lo)
-        sums = _box_sums(_integral(uncovered), lo, hi)
         best = int(torch.argmax(sums))  # first maximum wins
         if int(sums[best]) == 0:
             break
         c = cands[best].tolist()
         boxes.append(_box(c, box_size))
-        uncovered[as_slices(_core(c, box_size, margin, mask.shape))] = 0
-        cands = cands[uncovered[cands[:, 0], cands[:, 1], cands[:, 2]] != 0]
+        core = _core(c, box_size, margin, mask.shape)
+        c_lo = torch.tensor([a for a, _ in core], device=mask.device)
+        c_hi = torch.tensor([b for _, b in core], device=mask.device)
+        o_lo = torch.minimum(torch.maximum(lo, c_lo), c_hi) - c_lo  # empty overlaps: o_lo == o_hi
+        o_hi = torch.maximum(torch.minimum(hi, c_hi) - c_lo, o_lo)
+        sums = sums - _box_sums(_integral(uncovered[as_slices(core)]), o_lo, o_hi)
+        uncovered[as_slices(core)] = 0
+        keep = uncovered[cands[:, 0], cands[:, 1], cands[:, 2]] != 0
+        cands, lo, hi, sums = cands[keep], lo[keep], hi[keep], sums[keep]
     if bool(uncovered.any()):
         boxes += _sample_cover(uncovered, box_size, margin, 10, rng)
     return boxes
