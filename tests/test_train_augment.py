@@ -72,6 +72,29 @@ def test_per_axis_scaling_changes_shape_within_bounds():
     assert len(shapes) > 10  # independent per-axis factors
 
 
+def test_magnify_grows_objects_past_the_patch_so_the_engine_zooms_out():
+    from nni_widget.engine._geometry import initial_zoom
+
+    params = AugmentParams(rotation_p=0, scale_p=0, axis_scale_p=0, flip_p=0, transpose_p=0, magnify_p=1,
+                           magnify_range=(2.5, 2.5), magnify_max_edge=100)
+    image, labels = _volume()
+    out, (lab,) = spatial_augment(image, [labels], np.random.default_rng(0), params)
+    assert out.shape == (60, 80, 100)  # 2.5x, the x edge capped at magnify_max_edge
+    assert _aligned_fraction(out, lab) > 0.97
+    # object 1 spans 14 x 14 voxels in-plane before and about 35 x 35 after: a box around it on its
+    # middle slice starts at zoom 1 before and zoomed out after (32³ patch)
+    for lab_, expect_zoom in ((labels, False), (lab, True)):
+        zs, ys, xs = np.nonzero(lab_ == 1)
+        z = int(np.median(zs))
+        box = [[z, z + 1], [int(ys.min()), int(ys.max()) + 1], [int(xs.min()), int(xs.max()) + 1]]
+        assert (initial_zoom(box, (32, 32, 32)) > 1) == expect_zoom
+    # off (the default): no random number is drawn, so the augmentation streams are unchanged
+    a, b = np.random.default_rng(3), np.random.default_rng(3)
+    random_affine((24, 32, 40), a, AugmentParams())
+    random_affine((24, 32, 40), b, AugmentParams(magnify_range=(3.0, 4.0)))
+    assert a.random() == b.random()
+
+
 def test_warp_scales_an_object():
     image, labels = _volume()
     matrix = np.diag([0.5, 1.0, 1.0])  # output z reads input z / 2: twice as long along z

@@ -35,7 +35,10 @@ class AugmentParams:
     ``scale_range``), ``axis_scale_p`` (independent per-axis factors in ``axis_scale_range``, DESIGN
     §4), ``elastic_p`` (smooth random displacement of up to ``elastic_magnitude`` voxels),
     ``flip_p`` per axis, ``transpose_p`` (a random axis permutation). Output edges are capped at
-    ``max_edge`` (centre kept). Intensity: ``noise_p`` (Gaussian, variance ``U(0, 0.1)``), ``blur_p``
+    ``max_edge`` (centre kept). ``magnify_p``: a further isotropic magnification in
+    ``magnify_range``, output edges capped at ``magnify_max_edge``; objects grow past the network
+    patch, so the engine's rule zooms out for them (2-4x) and the network sees what it sees on a
+    large organ: a downsampled image and thin prompts averaged into faint ones. Intensity: ``noise_p`` (Gaussian, variance ``U(0, 0.1)``), ``blur_p``
     (sigma ``U(0.5, 1)``), ``brightness_p`` (multiply by ``U(0.75, 1.25)``), ``contrast_p``
     (``U(0.75, 1.25)`` about the mean, clipped to the old range), ``gamma_p`` (gamma ``U(0.7, 1.5)`` on
     the range-normalised image, mean and std restored; inverted gamma with ``gamma_invert_p``),
@@ -53,6 +56,9 @@ class AugmentParams:
     flip_p: float = 0.5
     transpose_p: float = 0.5
     max_edge: int = 160
+    magnify_p: float = 0.0
+    magnify_range: tuple[float, float] = (2.0, 3.5)
+    magnify_max_edge: int = 192
     noise_p: float = 0.1
     blur_p: float = 0.2
     brightness_p: float = 0.15
@@ -95,10 +101,15 @@ def random_affine(
         lo, hi = np.log(params.axis_scale_range)
         factors *= np.exp(rng.uniform(lo, hi, 3))  # log-uniform: shrinking and growing equally likely
         drawn = True
+    cap = params.max_edge
+    if params.magnify_p > 0 and rng.random() < params.magnify_p:  # no draw when off: streams unchanged
+        factors *= rng.uniform(*params.magnify_range)
+        cap = max(cap, params.magnify_max_edge)
+        drawn = True
     if not drawn:
         return None
     matrix = _rotation(angles) @ np.diag(1.0 / factors)
-    out_shape = tuple(int(np.clip(round(n * f), 8, params.max_edge)) for n, f in zip(shape, factors))
+    out_shape = tuple(int(np.clip(round(n * f), 8, cap)) for n, f in zip(shape, factors))
     return matrix, out_shape  # type: ignore[return-value]
 
 

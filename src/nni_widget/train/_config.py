@@ -64,6 +64,8 @@ class TrainConfig:
         rotation_p, rotation_deg, scale_p, scale_range, axis_scale_p, axis_scale_range, elastic_p,
             max_edge, noise_p, blur_p, brightness_p, contrast_p, gamma_p: the other augmentations
             (see :class:`nni_widget.train.AugmentParams`).
+        magnify_p, magnify_range, magnify_max_edge: items magnified 2-3.5x (edges up to 192), so
+            that prompts on them start zoomed out as on a large organ (off by default).
         real_sources: real sources to train on (``nni_widget.data.SOURCES`` names; their held-out
             structures are never targets). Empty: phantoms only.
         n_real: real crops in the pool (beside ``n_phantoms`` phantoms) when ``real_sources`` is set.
@@ -119,6 +121,9 @@ class TrainConfig:
     axis_scale_range: tuple[float, float] = _AUG.axis_scale_range
     elastic_p: float = _AUG.elastic_p
     max_edge: int = _AUG.max_edge
+    magnify_p: float = _AUG.magnify_p
+    magnify_range: tuple[float, float] = _AUG.magnify_range
+    magnify_max_edge: int = _AUG.magnify_max_edge
     noise_p: float = _AUG.noise_p
     blur_p: float = _AUG.blur_p
     brightness_p: float = _AUG.brightness_p
@@ -152,6 +157,7 @@ class TrainConfig:
         self.prompt_probs = tuple(float(p) for p in self.prompt_probs)
         self.scale_range = tuple(float(v) for v in self.scale_range)  # type: ignore[assignment]
         self.axis_scale_range = tuple(float(v) for v in self.axis_scale_range)  # type: ignore[assignment]
+        self.magnify_range = tuple(float(v) for v in self.magnify_range)  # type: ignore[assignment]
         self.real_margin = tuple(int(v) for v in self.real_margin)  # type: ignore[assignment]
         self.users = tuple(str(u) for u in self.users)
         self.real_sources = tuple(str(r) for r in self.real_sources)
