@@ -21,21 +21,9 @@ export class SliceView {
    * @param {object} host  the widget: {model, meta, store, images, requestSlice, sendStroke, ...}
    */
   constructor(axis, host) {
-    this.axis = axis;
     this.host = host;
+    this._geometry(axis, host.meta.shape, host.meta.spacing);
     const shape = host.meta.shape;
-    const spacing = host.meta.spacing;
-    [this.ra, this.ca] = [0, 1, 2].filter((a) => a !== axis);
-    this.rows = shape[this.ra];
-    this.cols = shape[this.ca];
-    this.sr = spacing[this.ra];
-    this.sc = spacing[this.ca];
-    this.zoom = 1;
-    this.panX = 0;
-    this.panY = 0;
-    this.stroke = null; // {tool, positive, points: [[r, c], ...]} while drawing
-    this.pending = []; // finished strokes waiting for the kernel (drawn faintly)
-    this.gesture = null;
 
     this.el = document.createElement("div");
     this.el.className = "nni-view";
@@ -60,6 +48,22 @@ export class SliceView {
     this.canvas.__nni = this; // test and debugging hook: voxelToClient / clientToVoxel
     this.el.__nni = this;
     this._bind();
+  }
+
+  /** The view's own state, without any DOM (the unit tests build views with this alone). */
+  _geometry(axis, shape, spacing) {
+    this.axis = axis;
+    [this.ra, this.ca] = [0, 1, 2].filter((a) => a !== axis);
+    this.rows = shape[this.ra];
+    this.cols = shape[this.ca];
+    this.sr = spacing[this.ra];
+    this.sc = spacing[this.ca];
+    this.zoom = 1;
+    this.panX = 0;
+    this.panY = 0;
+    this.stroke = null; // {tool, positive, points: [[r, c], ...]} while drawing
+    this.pending = []; // finished strokes waiting for the kernel (drawn faintly)
+    this.gesture = null;
   }
 
   get index() {

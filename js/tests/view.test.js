@@ -1,5 +1,5 @@
 // SliceView without a DOM: its geometry and its overlay rendering only read plain fields, so the tests
-// build a view with Object.create and set what the constructor would (the constructor itself makes elements).
+// build a view with Object.create, its DOM-free _geometry() and stand-ins for the canvas it renders to.
 import assert from "node:assert/strict";
 import test from "node:test";
 import { colorTable, LabelStore } from "../labels.js";
@@ -10,15 +10,7 @@ const close = (a, b, what) => assert.ok(Math.abs(a - b) < 1e-9, `${what}: ${a} !
 /** A view of `axis` of a volume of `shape` and `spacing` on a W x H canvas, as the constructor sets it up. */
 function makeView(axis, shape, spacing, { W = 300, H = 300, dpr = 1, host = null } = {}) {
   const v = Object.create(SliceView.prototype);
-  v.axis = axis;
-  [v.ra, v.ca] = [0, 1, 2].filter((a) => a !== axis);
-  v.rows = shape[v.ra];
-  v.cols = shape[v.ca];
-  v.sr = spacing[v.ra];
-  v.sc = spacing[v.ca];
-  v.zoom = 1;
-  v.panX = 0;
-  v.panY = 0;
+  v._geometry(axis, shape, spacing);
   v.dpr = dpr;
   v.canvas = { width: W, height: H };
   v.host = host;
