@@ -66,6 +66,22 @@ def test_opening_removes_specks_and_keeps_blocks():
     assert y.sum() == 8**3
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_opening_over_the_nonzero_bounds_equals_the_whole_volume(seed):
+    from nni_widget.engine._geometry import _pool_clipped
+
+    rng = np.random.default_rng(seed)
+    x = torch.zeros(30, 34, 28)
+    lo = rng.integers(0, 12, 3)
+    hi = lo + rng.integers(3, 16, 3)
+    x[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] = torch.from_numpy((rng.random(hi - lo) > 0.3).astype(np.float32))
+    if seed == 0:
+        x[0:6, 0:6, 0:6] = 1  # touching the volume's border
+    whole = _pool_clipped(_pool_clipped(x, 5, minimum=True), 5, minimum=False)
+    assert torch.equal(open_binary(x, 5), whole)
+    assert torch.equal(open_binary(torch.zeros(4, 5, 6), 5), torch.zeros(4, 5, 6))
+
+
 def test_clipped_dilation_equals_edge_replicated_max_filter():
     torch.manual_seed(0)
     x = torch.rand(9, 11, 7)

@@ -129,8 +129,18 @@ def dilate_clipped(x: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def open_binary(x: torch.Tensor, k: int = 5) -> torch.Tensor:
-    """Morphological opening (erosion then dilation) of a 0/1 float volume with clipped k³ windows."""
-    return _pool_clipped(_pool_clipped(x, k, minimum=True), k, minimum=False)
+    """Morphological opening (erosion then dilation) of a 0/1 float volume with clipped k³ windows.
+
+    Computed only over the nonzero voxels' bounds grown by k // 2: beyond them both passes give 0,
+    and inside them the crop's own border only ever hides zeros, so the result is the same.
+    """
+    nb = nonzero_bounds(x)
+    if nb is None:
+        return torch.zeros_like(x)
+    crop = tuple(slice(max(0, lo - k // 2), min(n, hi + k // 2)) for (lo, hi), n in zip(nb, x.shape))
+    out = torch.zeros_like(x)
+    out[crop] = _pool_clipped(_pool_clipped(x[crop], k, minimum=True), k, minimum=False)
+    return out
 
 
 def _box_sums(integral: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
