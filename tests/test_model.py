@@ -473,3 +473,35 @@ def test_reference_engine_agrees(which, tiny_folder, request, tmp_path):
     _assert_same_state(bundle.network.state_dict(), ref["sd"])
     assert bundle.interaction_decay == pytest.approx(ref["decay"])
     assert list(bundle.patch_size) == ref["patch"]
+
+
+def test_average_models_tool_writes_the_mean_weights_and_loads(tmp_path, tiny_model):
+    import importlib.util
+
+    from nni_widget.model import build_network_from_plans, load_model_folder, save_model_folder
+
+    spec = importlib.util.spec_from_file_location(
+        "average_models", Path(__file__).resolve().parents[1] / "tools" / "average_models.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    # a second folder with the same architecture and other weights
+    plans = json.loads((tiny_model / "plans.json").read_text())
+    configuration = next(iter(plans["configurations"]))
+    torch.manual_seed(1)
+    other = save_model_folder(build_network_from_plans(plans, configuration), tmp_path / "other", plans=plans,
+                              configuration=configuration, interaction_decay=0.9).parents[1]
+    out = tool.average_folders(tiny_model, other, tmp_path / "soup", 0.25)
+    wa = load_model_folder(tiny_model, device="cpu").network.state_dict()
+    wb = load_model_folder(other, device="cpu").network.state_dict()
+    ws = load_model_folder(out, device="cpu").network.state_dict()
+    for k, v in ws.items():
+        if v.is_floating_point():
+            torch.testing.assert_close(v, 0.25 * wa[k] + 0.75 * wb[k])
+    assert (out / "plans.json").read_text() == (tiny_model / "plans.json").read_text()
+    with pytest.raises(ValueError, match="must differ"):
+        tool.average_folders(tiny_model, other, tiny_model)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        tool.average_folders(tiny_model, other, tmp_path / "x", 1.5)
+    # aliases of one storage (the official layout's repeated names) stay shared: the file does not grow
+    size = (tiny_model / "fold_0" / "checkpoint_final.pth").stat().st_size
+    assert (out / "fold_0" / "checkpoint_final.pth").stat().st_size < 1.2 * size

@@ -1,0 +1,73 @@
+"""Average the weights of two model folders of one architecture into a new folder (a "model soup").
+
+    python tools/average_models.py A B OUT [--weight 0.5]
+
+Every floating-point tensor of the network becomes ``weight * A + (1 - weight) * B``; everything else
+(plans, dataset, inference settings, licence and the other files of the folder) is copied from A.
+Both folders must hold the same network (same tensor names and shapes). The bundled model of
+session 4 is the average of the 13,998-step model and its continuation run_v5 (docs/default_model.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+
+from nni_widget.model._weights import _safe_torch_load  # weights-only unpickling with the allow-list
+
+logger = logging.getLogger("average_models")
+
+CHECKPOINT = Path("fold_0") / "checkpoint_final.pth"
+
+
+def average_folders(a: Path, b: Path, out: Path, weight: float = 0.5) -> Path:
+    """Write the weight average of folders ``a`` and ``b`` to ``out`` (replaced); returns ``out``."""
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"weight must lie in [0, 1], got {weight}")
+    if out.resolve() in (a.resolve(), b.resolve()):
+        raise ValueError(f"the output {out} must differ from both inputs")
+    ca = _safe_torch_load(a / CHECKPOINT, "cpu")
+    cb = _safe_torch_load(b / CHECKPOINT, "cpu")
+    wa, wb = ca["network_weights"], cb["network_weights"]
+    if list(wa) != list(wb) or any(wa[k].shape != wb[k].shape for k in wa):
+        raise ValueError(f"{a} and {b} hold different networks (tensor names or shapes differ)")
+    # the official layout names many tensors two or three times (all_modules, decoder.encoder): views of
+    # one storage, saved once. Averaged aliases must stay one tensor, or the file triples in size.
+    done: dict[tuple, torch.Tensor] = {}
+    averaged = {}
+    for k, v in wa.items():
+        if not v.is_floating_point():
+            averaged[k] = v
+            continue
+        key = (v.untyped_storage().data_ptr(), v.storage_offset(), tuple(v.shape), v.stride())
+        if key not in done:
+            done[key] = (weight * v.double() + (1.0 - weight) * wb[k].double()).to(v.dtype)
+        averaged[k] = done[key]
+    ca["network_weights"] = averaged
+    if out.exists():
+        shutil.rmtree(out)
+    shutil.copytree(a, out)
+    torch.save(ca, out / CHECKPOINT)
+    logger.info("wrote %s = %.3g x %s + %.3g x %s", out, weight, a, 1.0 - weight, b)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("a", type=Path)
+    parser.add_argument("b", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--weight", type=float, default=0.5, help="weight of A (B gets 1 - weight)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    average_folders(args.a, args.b, args.out, args.weight)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
