@@ -148,6 +148,7 @@ class Session:
     ) -> None:
         self.runtime = Runtime(resolve_model(model, device), optimize=optimize, precision=precision)
         self.autozoom = autozoom
+        self._lock = threading.RLock()
         self.refine_margin = refine_margin
         self.max_undo = int(max_undo)
         self.volume: Optional[Volume] = None
@@ -157,7 +158,6 @@ class Session:
         self._next_id = 1
         self._undo: list[_Step] = []
         self._redo: list[_Step] = []
-        self._lock = threading.RLock()
         self.callbacks: list[Callable[["Session", StepResult], None]] = []
         self.last_stats: Optional[PredictStats] = None
 
@@ -170,7 +170,8 @@ class Session:
     @refine_margin.setter
     def refine_margin(self, rule: Union[str, int]) -> None:
         margin = _margin_for(self.model.patch_size, rule)  # ValueError names the accepted values
-        self._margin_rule, self._margin = rule, margin
+        with self._lock:  # never between two prompts' refinement plans
+            self._margin_rule, self._margin = rule, margin
 
     @property
     def refine_margins(self) -> list[int]:
