@@ -170,7 +170,7 @@ class Session:
     @refine_margin.setter
     def refine_margin(self, rule: Union[str, int]) -> None:
         margin = _margin_for(self.model.patch_size, rule)  # ValueError names the accepted values
-        with self._lock:  # never between two prompts' refinement plans
+        with self._lock:  # not while a prediction (which holds the lock) reads it
             self._margin_rule, self._margin = rule, margin
 
     @property
