@@ -436,13 +436,8 @@ class Annotator(anywidget.AnyWidget):
 
         def preview(bounds: Bounds, mask: np.ndarray) -> None:
             # the coarse answer while refinement runs (a large object on a slow device)
-            header, buf = encode(mask)
-            msg = {"kind": "preview", "bounds": bounds, "object": self.session.active_object,
-                   "version": self.label_version, **header}
-            if seq is not None:
-                msg["seq"] = seq
-            with self._send_lock:
-                self.send(msg, [buf])
+            self._send_patch(bounds, mask, self.label_version, kind="preview", seq=seq, dtype=np.uint8,
+                             object=self.session.active_object)
             previewed.append(True)
             self.status = "coarse answer shown (dotted); refining at full resolution"
 
@@ -555,11 +550,12 @@ class Annotator(anywidget.AnyWidget):
                 logger.exception("on_change callback failed")
 
     def _send_patch(self, bounds: Bounds, patch: np.ndarray, version: int, kind: str = "patch",
-                    seq: Optional[int] = None) -> int:
-        """Send a label patch; returns the message size in bytes (buffer + JSON header). ``seq`` is
-        the browser's number of the stroke that caused it (for its timing)."""
-        header, buf = encode(patch.astype(np.uint16, copy=False))
-        msg = {"kind": kind, "bounds": [list(map(int, b)) for b in bounds], "version": version, **header}
+                    seq: Optional[int] = None, dtype=np.uint16, **extra: Any) -> int:
+        """Send a label patch (or a coarse ``preview``); returns the message size in bytes (buffer +
+        JSON header). ``seq`` is the browser's number of the stroke that caused it (for its timing);
+        ``extra`` goes into the header as it is."""
+        header, buf = encode(patch.astype(dtype, copy=False))
+        msg = {"kind": kind, "bounds": [list(map(int, b)) for b in bounds], "version": version, **extra, **header}
         if seq is not None:
             msg["seq"] = seq
         with self._send_lock:
