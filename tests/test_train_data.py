@@ -199,3 +199,55 @@ def test_evaluation_only_sources_are_refused_for_training(monkeypatch):
     monkeypatch.setattr(S, "load_real", no_fetch)
     with pytest.raises(ValueError, match="evaluation-only"):
         prepare_real("lung1_ct")
+
+
+def test_refinement_window_commits_the_coarse_answer_and_centres_on_its_changes():
+    """AutoZoom's refinement box as a training window: previous segmentation = the coarse answer,
+    native resolution, centred on a voxel the coarse answer changed (else on the prompt)."""
+    from nni_widget.engine._stamps import PREV_SEG
+    from nni_widget.prompts import Box
+    from nni_widget.train._data import Interaction, build_input, refinement_window
+
+    shape, patch = (40, 64, 64), (16, 16, 16)
+    image = torch.zeros(shape)
+    inter = Interaction(shape, 0.9, 2, patch)
+    center, zoom = inter.add(Box([[20, 21], [8, 56], [8, 56]], True))
+    assert zoom > 1
+    x, frame, scaled = build_input(image, inter, center, zoom, patch)
+    coarse = torch.zeros(patch, dtype=torch.bool)
+    coarse[6:10, 2:6, 10:14] = True  # one blob, off the window centre
+    rng = np.random.default_rng(0)
+    xr, fr, sc = refinement_window(image, inter, coarse, frame, scaled, center, patch, rng)
+    assert sc == list(patch) and [hi - lo for lo, hi in fr] == list(patch)  # native resolution
+    mask = inter.mask.bool()
+    assert mask.any()
+    centre = [(lo + hi) // 2 for lo, hi in fr]
+    assert mask[tuple(centre)]  # the window sits on a changed voxel
+    local = mask[tuple(slice(lo, hi) for lo, hi in fr)].float()  # the window lies inside the volume
+    torch.testing.assert_close(xr[1 + PREV_SEG], local)  # previous segmentation = the coarse mask
+
+    # nothing changed (the coarse answer equals the mask): one box at the prompt, as the engine does
+    xr2, fr2, _ = refinement_window(image, inter, coarse, frame, scaled, center, patch, rng)
+    assert [(lo + hi) // 2 for lo, hi in fr2] == list(center)
+
+
+def test_make_sample_turns_zoomed_windows_into_refinement_boxes():
+    vol = _fake_real_volume()
+    base = dict(TINY_TRAIN, n_real=2, real_min_edge=24, real_max_edge=48, extra_zoom_p=1.0, max_rounds=1)
+    seen = []
+    for refine_p in (0.0, 1.0):
+        cfg = TrainConfig(**base, refine_p=refine_p)
+        rng = np.random.default_rng(3)
+        pool = TrainPool(cfg, rng, [vol])
+        calls: list[tuple[int, ...]] = []
+
+        def predict(x, calls=calls):
+            calls.append(tuple(x.shape))
+            return x[1] > 0.5
+
+        samples = [make_sample(pool, cfg, rng, predict, 0.0) for _ in range(6)]
+        assert all(s.x.shape == (8, 16, 16, 16) and s.y.shape == (16, 16, 16) for s in samples)
+        seen.append(([s.refined for s in samples], calls))
+    (off, calls_off), (on, calls_on) = seen
+    assert not any(off) and not calls_off  # no follow-up, no refinement: the network never runs
+    assert all(on) and len(calls_on) == 6  # extra zoom > 1 every time: one coarse pass per sample

@@ -60,6 +60,9 @@ class TrainConfig:
             lesion, neighbouring structures of one family) to teach ambiguity.
         extra_zoom_p: probability of a window larger than the engine's initial zoom (as after AutoZoom
             grows it), up to ``x 1.6``.
+        refine_p: probability that a sample whose last window is zoomed out becomes a refinement
+            box instead: the network's coarse answer is committed as the previous segmentation and a
+            native-resolution window on its changes is trained on (AutoZoom steps 6-7). Off by default.
         transpose_p / flip_p / invert_p: augmentations (axis transpose, flips, intensity inversion).
         rotation_p, rotation_deg, scale_p, scale_range, axis_scale_p, axis_scale_range, elastic_p,
             max_edge, noise_p, blur_p, brightness_p, contrast_p, gamma_p: the other augmentations
@@ -110,6 +113,7 @@ class TrainConfig:
     point_radius: int = 4
     merge_nested_p: float = 0.15
     extra_zoom_p: float = 0.25
+    refine_p: float = 0.0
     transpose_p: float = _AUG.transpose_p
     flip_p: float = _AUG.flip_p
     invert_p: float = _AUG.invert_p

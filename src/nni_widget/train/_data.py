@@ -29,7 +29,15 @@ from nni_widget.engine._stamps import N_INTERACTION_CHANNELS, PREV_SEG, THIN_CHA
 from nni_widget.prompts import Point, Prompt
 from nni_widget.train._config import TrainConfig
 
-__all__ = ["Interaction", "build_input", "extra_zoom", "upsample_prediction", "window_target", "zscore"]
+__all__ = [
+    "Interaction",
+    "build_input",
+    "extra_zoom",
+    "refinement_window",
+    "upsample_prediction",
+    "window_target",
+    "zscore",
+]
 
 MAX_ZOOM = 4.0
 
@@ -152,3 +160,34 @@ def extra_zoom(zoom: float, cfg: TrainConfig, rng: np.random.Generator) -> float
     if rng.random() < cfg.extra_zoom_p:
         return min(MAX_ZOOM, zoom * float(rng.uniform(1.0, 1.6)))
     return zoom
+
+
+def refinement_window(
+    image: torch.Tensor,
+    inter: Interaction,
+    coarse: torch.Tensor,
+    frame,
+    scaled: Sequence[int],
+    center: Sequence[int],
+    patch: Sequence[int],
+    rng: np.random.Generator,
+) -> tuple[torch.Tensor, list[list[int]], list[int]]:
+    """The input of one of AutoZoom's native-resolution refinement boxes (DESIGN §3, steps 6-7).
+
+    ``coarse`` is the network's answer on the zoomed-out window ``frame`` (``patch``-sized bool). It
+    is upsampled and committed to ``inter.mask``: the engine's first refinement box reads the coarse
+    mask as its previous segmentation. The returned window (zoom 1, edge ``patch``) is centred on a
+    random voxel where the coarse answer changed the mask, as the engine's cover boxes are, or on
+    ``center`` (the prompt) when nothing changed, as the engine then refines one box at the prompt.
+    Trained on, these teach the model to sharpen a blurry zoomed-out answer instead of redrawing it.
+    """
+    inside = clip(frame, inter.shape)
+    before = inter.mask[as_slices(inside)].clone() if inside is not None else None
+    inter.commit(upsample_prediction(coarse, scaled), frame)
+    target = [int(c) for c in center]
+    if inside is not None:
+        changed = torch.nonzero(inter.mask[as_slices(inside)] != before)
+        if len(changed):
+            pick = changed[int(rng.integers(len(changed)))]
+            target = [int(v) + lo for v, (lo, _) in zip(pick.tolist(), inside)]
+    return build_input(image, inter, target, 1.0, patch)

@@ -25,6 +25,7 @@ from nni_widget.train._data import (
     Interaction,
     build_input,
     extra_zoom,
+    refinement_window,
     upsample_prediction,
     window_target,
     zscore,
@@ -191,6 +192,7 @@ class Sample:
     kinds: list[str]
     rounds: int
     user: str = ""
+    refined: bool = False
 
 
 Predictor = Callable[[torch.Tensor], torch.Tensor]  # (8, *P) input -> (*P) bool foreground
@@ -211,6 +213,10 @@ def make_sample(
     commits its prediction as the previous segmentation, and asks a user from
     :func:`nni_widget.simulation.make_user` (random, sunk-cost or single-interaction, per
     ``cfg.users``) for a correction of the error; older prompts decay by ``cfg.interaction_decay``.
+
+    When the last window is zoomed out, with probability ``cfg.refine_p`` the sample becomes one of
+    AutoZoom's refinement boxes instead (:func:`nni_widget.train._data.refinement_window`): the
+    network's coarse answer is committed and a native-resolution window on its changes is encoded.
     """
     for _ in range(10):
         image, gt, _, _ = pool.draw()
@@ -239,4 +245,9 @@ def make_sample(
         center, zoom = inter.add(prompt)
     zoom = extra_zoom(zoom, cfg, rng)
     x, frame, scaled = build_input(image, inter, center, zoom, cfg.loss_patch)
-    return Sample(x, window_target(gt, frame, scaled, cfg.loss_patch), kinds, len(kinds), user_name)
+    # no draw unless a refinement can happen: runs without it keep their random streams
+    refined = predict is not None and zoom > 1 and cfg.refine_p > 0 and rng.random() < cfg.refine_p
+    if refined:
+        x, frame, scaled = refinement_window(image, inter, predict(x), frame, scaled, center, cfg.loss_patch, rng)
+    target = window_target(gt, frame, scaled, cfg.loss_patch)
+    return Sample(x, target, kinds, len(kinds), user_name, refined)
