@@ -4,7 +4,8 @@
 
 Uses the configuration of tools/train_default_model.py. Prints the mean time of a pool refresh (one
 new augmented item), of one sample (simulated user, follow-up rounds with the network's own
-prediction) and of one optimiser step (forward + backward of a batch), in milliseconds.
+prediction; "forwards" is the part of it spent in the network's no-grad passes, the rest is CPU
+simulation) and of one optimiser step (forward + backward of a batch), in milliseconds.
 """
 
 from __future__ import annotations
@@ -43,20 +44,25 @@ def main() -> None:
     _, net = build_network(cfg)
     opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
 
+    forward_s = [0.0]
+
     @torch.no_grad()
     def predict(x):
+        t0 = time.perf_counter()
         o = net(x[None])
+        forward_s[0] += time.perf_counter() - t0
         o = o[0] if isinstance(o, (list, tuple)) else o
         return o[0, 1] > o[0, 0]
 
-    timings: dict[str, list[float]] = {"refresh": [], "sample": [], "step": []}
+    timings: dict[str, list[float]] = {"refresh": [], "sample": [], "forwards": [], "step": []}
     for _ in range(args.steps):
         t = time.perf_counter()
         pool.refresh()
         timings["refresh"].append(time.perf_counter() - t)
-        t = time.perf_counter()
+        t, forward_s[0] = time.perf_counter(), 0.0
         samples = [make_sample(pool, cfg, rng, predict, 0.75) for _ in range(cfg.batch_size)]
         timings["sample"].append((time.perf_counter() - t) / cfg.batch_size)
+        timings["forwards"].append(forward_s[0] / cfg.batch_size)
         t = time.perf_counter()
         x, y = torch.stack([s.x for s in samples]), torch.stack([s.y for s in samples])
         out = net(x)
