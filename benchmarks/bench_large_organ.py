@@ -1,10 +1,11 @@
-"""A 2D box on a large organ: Dice, AutoZoom factor, refinement boxes, time to the coarse preview.
+"""A 2D box on a large organ: Dice, AutoZoom factor, refinement boxes, the coarse preview's Dice and time.
 
 The CT-like 512 x 512 x 300 volume of ``bench_transport.py`` (a liver-sized organ and a kidney in a
 body ellipse, soft-tissue contrast 40 HU, noise 12 HU). A box is drawn around each object on its
 middle axial slice, at full resolution (the organ needs AutoZoom's 3.1x) and on the volume
 downsampled 2x and 4x (less zoom for the same anatomy), so a model's answer can be compared across
-zoom factors. With ``--margins`` the refinement-margin rules are compared too (same model).
+zoom factors; the Dice of the coarse (zoomed-out) answer, shown before refinement, tells whether a
+loss comes from the coarse pass or from the native-resolution refinement. With ``--margins`` the refinement-margin rules are compared too (same model).
 
     python benchmarks/bench_large_organ.py                       # the bundled model
     python benchmarks/bench_large_organ.py FOLDER [FOLDER ...]   # other model folders ("bundled" too)
@@ -43,7 +44,7 @@ def main() -> None:
     truths = [((z - c[0]) / r[0]) ** 2 + ((y - c[1]) / r[1]) ** 2 + ((x - c[2]) / r[2]) ** 2 <= 1
               for c, r, _ in OBJECTS[:2]]  # fmt: skip
     rules = ("scaled", "official") if args.margins else ("scaled",)
-    print("model | margin | object | down | zoom | boxes | Dice | preview s | engine s")
+    print("model | margin | object | down | zoom | boxes | Dice | preview Dice | preview s | engine s")
     for model in args.models:
         for rule in rules:
             s = Session(None if model == "bundled" else model, refine_margin=rule)
@@ -52,13 +53,23 @@ def main() -> None:
                     s.set_image(vol[::f, ::f, ::f].astype(np.float32), spacing=tuple(v * f for v in SPACING))
                     cz, cy, cx = (v // f for v in c)
                     box = Box([[cz, cz + 1], [cy - r[1] // f, cy + r[1] // f], [cx - r[2] // f, cx + r[2] // f]], True)
-                    shown: list[float] = []
-                    t0 = time.perf_counter()
-                    res = s.add(box, on_preview=lambda b, m, shown=shown, t0=t0: shown.append(time.perf_counter() - t0))
-                    pred, g = s.mask > 0, gt[::f, ::f, ::f]
-                    dice = 2 * (pred & g).sum() / (pred.sum() + g.sum())
+                    g = gt[::f, ::f, ::f]
+                    shown: list[tuple[float, float]] = []
+
+                    def preview(bounds, mask, shown=shown, g=g, t0=time.perf_counter()):
+                        coarse = np.zeros(g.shape, bool)
+                        coarse[tuple(slice(lo, hi) for lo, hi in bounds)] = mask > 0
+                        shown.append((time.perf_counter() - t0, _dice(coarse, g)))
+
+                    res = s.add(box, on_preview=preview)
+                    dice = _dice(s.mask > 0, g)
+                    seconds, coarse_dice = shown[0] if shown else (float("nan"), float("nan"))
                     print(f"{model} | {rule} | {name} | {f}x | {res.zoom_factors[-1]:.2f} | {len(res.refine_boxes)} | "
-                          f"{dice:.3f} | {shown[0] if shown else float('nan'):.2f} | {res.seconds:.2f}", flush=True)
+                          f"{dice:.3f} | {coarse_dice:.3f} | {seconds:.2f} | {res.seconds:.2f}", flush=True)
+
+
+def _dice(pred: np.ndarray, truth: np.ndarray) -> float:
+    return float(2 * (pred & truth).sum() / max(1, pred.sum() + truth.sum()))
 
 
 if __name__ == "__main__":
