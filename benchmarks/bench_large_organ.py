@@ -5,7 +5,8 @@ body ellipse, soft-tissue contrast 40 HU, noise 12 HU). A box is drawn around ea
 middle axial slice, at full resolution (the organ needs AutoZoom's 3.1x) and on the volume
 downsampled 2x and 4x (less zoom for the same anatomy), so a model's answer can be compared across
 zoom factors; the Dice of the coarse (zoomed-out) answer, shown before refinement, tells whether a
-loss comes from the coarse pass or from the native-resolution refinement. With ``--margins`` the refinement-margin rules are compared too (same model).
+loss comes from the coarse pass or from the native-resolution refinement. With ``--margins`` the
+refinement-margin rules are compared too (same model).
 
     python benchmarks/bench_large_organ.py                       # the bundled model
     python benchmarks/bench_large_organ.py FOLDER [FOLDER ...]   # other model folders ("bundled" too)
