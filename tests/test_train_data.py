@@ -229,6 +229,12 @@ def test_refinement_window_commits_the_coarse_answer_and_centres_on_its_changes(
     # nothing changed (the coarse answer equals the mask): one box at the prompt, as the engine does
     xr2, fr2, _ = refinement_window(image, inter, coarse, frame, scaled, center, patch, rng)
     assert [(lo + hi) // 2 for lo, hi in fr2] == list(center)
+    # with the object given, a window on it even where the coarse answer missed it
+    gt = torch.zeros(shape, dtype=torch.bool)
+    gt[30:34, 50:54, 6:10] = True  # inside the zoomed-out frame, away from the coarse blob
+    assert all(lo <= c < hi for c, (lo, hi) in zip((31, 51, 7), frame))
+    _, fr3, _ = refinement_window(image, inter, coarse, frame, scaled, center, patch, rng, gt)
+    assert gt[tuple((lo + hi) // 2 for lo, hi in fr3)]
 
 
 def test_make_sample_turns_zoomed_windows_into_refinement_boxes():

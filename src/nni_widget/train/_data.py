@@ -171,23 +171,29 @@ def refinement_window(
     center: Sequence[int],
     patch: Sequence[int],
     rng: np.random.Generator,
+    gt: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, list[list[int]], list[int]]:
     """The input of one of AutoZoom's native-resolution refinement boxes (DESIGN §3, steps 6-7).
 
     ``coarse`` is the network's answer on the zoomed-out window ``frame`` (``patch``-sized bool). It
     is upsampled and committed to ``inter.mask``: the engine's first refinement box reads the coarse
     mask as its previous segmentation. The returned window (zoom 1, edge ``patch``) is centred on a
-    random voxel where the coarse answer changed the mask, as the engine's cover boxes are, or on
-    ``center`` (the prompt) when nothing changed, as the engine then refines one box at the prompt.
-    Trained on, these teach the model to sharpen a blurry zoomed-out answer instead of redrawing it.
+    random voxel where the coarse answer changed the mask, as the engine's cover boxes are, or of the
+    object ``gt`` inside ``frame`` (where a right coarse answer would have changed it: without these,
+    a window deep inside an object larger than the patch, where the engine refines a good coarse
+    answer, is almost never seen). When neither exists it is centred on ``center`` (the prompt), as
+    the engine then refines one box at the prompt.
     """
     inside = clip(frame, inter.shape)
     before = inter.mask[as_slices(inside)].clone() if inside is not None else None
     inter.commit(upsample_prediction(coarse, scaled), frame)
     target = [int(c) for c in center]
     if inside is not None:
-        changed = torch.nonzero(inter.mask[as_slices(inside)] != before)
-        if len(changed):
-            pick = changed[int(rng.integers(len(changed)))]
+        where = inter.mask[as_slices(inside)] != before
+        if gt is not None:
+            where |= gt[as_slices(inside)].bool()
+        candidates = torch.nonzero(where)
+        if len(candidates):
+            pick = candidates[int(rng.integers(len(candidates)))]
             target = [int(v) + lo for v, (lo, _) in zip(pick.tolist(), inside)]
     return build_input(image, inter, target, 1.0, patch)

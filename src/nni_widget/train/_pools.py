@@ -216,7 +216,8 @@ def make_sample(
 
     When the last window is zoomed out, with probability ``cfg.refine_p`` the sample becomes one of
     AutoZoom's refinement boxes instead (:func:`nni_widget.train._data.refinement_window`): the
-    network's coarse answer is committed and a native-resolution window on its changes is encoded.
+    network's coarse answer is committed and a native-resolution window on its changes or on the
+    object is encoded.
     """
     for _ in range(10):
         image, gt, _, _ = pool.draw()
@@ -248,6 +249,8 @@ def make_sample(
     # no draw unless a refinement can happen: runs without it keep their random streams
     refined = predict is not None and zoom > 1 and cfg.refine_p > 0 and rng.random() < cfg.refine_p
     if refined:
-        x, frame, scaled = refinement_window(image, inter, predict(x), frame, scaled, center, cfg.loss_patch, rng)
+        x, frame, scaled = refinement_window(
+            image, inter, predict(x), frame, scaled, center, cfg.loss_patch, rng, gt
+        )
     target = window_target(gt, frame, scaled, cfg.loss_patch)
     return Sample(x, target, kinds, len(kinds), user_name, refined)
