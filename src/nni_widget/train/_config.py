@@ -62,7 +62,8 @@ class TrainConfig:
             grows it), up to ``x 1.6``.
         refine_p: probability that a sample whose last window is zoomed out becomes a refinement
             box instead: the network's coarse answer is committed as the previous segmentation and a
-            native-resolution window on its changes is trained on (AutoZoom steps 6-7). Off by default.
+            native-resolution window on its changes or on the object is trained on (AutoZoom steps
+            6-7). Off by default.
         transpose_p / flip_p / invert_p: augmentations (axis transpose, flips, intensity inversion).
         rotation_p, rotation_deg, scale_p, scale_range, axis_scale_p, axis_scale_range, elastic_p,
             max_edge, noise_p, blur_p, brightness_p, contrast_p, gamma_p: the other augmentations
