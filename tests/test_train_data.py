@@ -213,7 +213,7 @@ def test_refinement_window_commits_the_coarse_answer_and_centres_on_its_changes(
     inter = Interaction(shape, 0.9, 2, patch)
     center, zoom = inter.add(Box([[20, 21], [8, 56], [8, 56]], True))
     assert zoom > 1
-    x, frame, scaled = build_input(image, inter, center, zoom, patch)
+    _, frame, scaled = build_input(image, inter, center, zoom, patch)
     coarse = torch.zeros(patch, dtype=torch.bool)
     coarse[6:10, 2:6, 10:14] = True  # one blob, off the window centre
     rng = np.random.default_rng(0)
@@ -227,7 +227,7 @@ def test_refinement_window_commits_the_coarse_answer_and_centres_on_its_changes(
     torch.testing.assert_close(xr[1 + PREV_SEG], local)  # previous segmentation = the coarse mask
 
     # nothing changed (the coarse answer equals the mask): one box at the prompt, as the engine does
-    xr2, fr2, _ = refinement_window(image, inter, coarse, frame, scaled, center, patch, rng)
+    _, fr2, _ = refinement_window(image, inter, coarse, frame, scaled, center, patch, rng)
     assert [(lo + hi) // 2 for lo, hi in fr2] == list(center)
     # with the object given, a window on it even where the coarse answer missed it
     gt = torch.zeros(shape, dtype=torch.bool)

@@ -4,6 +4,9 @@
 
 Every floating-point tensor of the network becomes ``weight * A + (1 - weight) * B``; everything else
 (plans, dataset, inference settings, licence and the other files of the folder) is copied from A.
+The checkpoint's metadata records the average: ``weight_average`` names both parents with their
+cumulative steps, and ``cumulative_steps`` is that of the longer lineage (what a run continuing from
+the average counts on from), so neither parent's training is silently dropped from the record.
 Both folders must hold the same network (same tensor names and shapes). The bundled model of
 session 4 is the average of the 13,998-step model and its continuation run_v5 (docs/default_model.md).
 """
@@ -18,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from nni_widget.model._layout import _EXTRA_KEY  # where save_model_folder keeps its metadata
 from nni_widget.model._weights import _safe_torch_load  # weights-only unpickling with the allow-list
 
 logger = logging.getLogger("average_models")
@@ -49,12 +53,31 @@ def average_folders(a: Path, b: Path, out: Path, weight: float = 0.5) -> Path:
             done[key] = (weight * v.double() + (1.0 - weight) * wb[k].double()).to(v.dtype)
         averaged[k] = done[key]
     ca["network_weights"] = averaged
+    ca[_EXTRA_KEY] = _average_extra(ca.get(_EXTRA_KEY), cb.get(_EXTRA_KEY), a, b, weight)
     if out.exists():
         shutil.rmtree(out)
     shutil.copytree(a, out)
     torch.save(ca, out / CHECKPOINT)
     logger.info("wrote %s = %.3g x %s + %.3g x %s", out, weight, a, 1.0 - weight, b)
     return out
+
+
+def _steps(extra) -> int:
+    extra = extra if isinstance(extra, dict) else {}
+    return int(extra.get("cumulative_steps", extra.get("steps", 0)))
+
+
+def _average_extra(ea, eb, a: Path, b: Path, weight: float) -> dict:
+    """A's metadata with the average recorded: both parents and the longer lineage's step count."""
+    extra = dict(ea) if isinstance(ea, dict) else {}
+    sa, sb = _steps(ea), _steps(eb)
+    extra["weight_average"] = {
+        "weight_a": weight,
+        "a": {"folder": str(a), "cumulative_steps": sa},
+        "b": {"folder": str(b), "cumulative_steps": sb},
+    }
+    extra["cumulative_steps"] = max(sa, sb)
+    return extra
 
 
 def main(argv: list[str] | None = None) -> int:
