@@ -129,6 +129,40 @@ def test_forward_matches_dna(small_pair):
     assert (a - b).abs().max().item() < 1e-5
 
 
+def test_batch1_cpu_convolutions_take_onednn_and_match_the_reference_kernel():
+    """A batch-1 float32 CPU input with few channels would take torch's slow_conv3d; ours takes oneDNN,
+    with the same values and gradients as nn.Conv3d."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from nni_widget.model._blocks import Conv3d
+
+    gen = torch.Generator().manual_seed(4)
+    ours = Conv3d(8, 16, 3, (2, 1, 1), padding=1, bias=True)
+    ref = torch.nn.Conv3d(8, 16, 3, (2, 1, 1), padding=1, bias=True)
+    ref.load_state_dict(ours.state_dict())  # same parameter names
+    for batch in (1, 2):
+        x = torch.randn(batch, 8, 12, 10, 14, generator=gen)
+        xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            a = ours(xa)
+        names = {e.key for e in prof.key_averages()}
+        assert "aten::mkldnn_convolution" in names and "aten::slow_conv3d_forward" not in names, names
+        b = ref(xb)
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+        g = torch.randn(a.shape, generator=gen)
+        a.backward(g)
+        b.backward(g)
+        torch.testing.assert_close(xa.grad, xb.grad, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(ours.weight.grad, ref.weight.grad, rtol=1e-4, atol=1e-4)
+        ours.zero_grad()
+        ref.zero_grad()
+    # other dtypes keep nn.Conv3d's own path (float64 gradient checks, autocast)
+    x64 = torch.randn(1, 8, 6, 6, 6, dtype=torch.float64, generator=gen)
+    torch.testing.assert_close(ours.double()(x64), ref.double()(x64))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert ours.float()(torch.randn(1, 8, 6, 6, 6)).dtype == torch.bfloat16
+
+
 def test_deep_supervision_matches_dna(small_pair):
     ours, theirs = small_pair
     x = torch.randn(1, 8, 32, 32, 32, generator=torch.Generator().manual_seed(3))

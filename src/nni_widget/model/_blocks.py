@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 __all__ = [
+    "Conv3d",
     "ConvNormAct",
     "ConvStack",
     "NetworkConfigError",
@@ -50,6 +51,36 @@ def _per_stage(value: Any, n_stages: int, what: str) -> list[Any]:
     return values
 
 
+class Conv3d(nn.Conv3d):
+    """``nn.Conv3d`` that sends every float32 CPU convolution to oneDNN.
+
+    PyTorch picks oneDNN for a float32 CPU convolution only when the batch is larger than one or
+    ``N*C*D*H`` exceeds 20,480 (a rule written for 2D images); a batch-1 3D input with few channels
+    (this network's deeper stages, the 48^3 training patches) otherwise takes the reference kernel
+    ``slow_conv3d``, several times slower on one thread (benchmarks/train_step_profile.py). The
+    result equals ``F.conv3d``'s to float rounding and gradients flow through it as usual. Anything
+    else (other devices and dtypes, autocast, oneDNN disabled or unavailable) uses ``nn.Conv3d``'s
+    own path. The parameters and state-dict keys are those of ``nn.Conv3d``.
+    """
+
+    def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        if (
+            input.device.type == "cpu"
+            and input.dtype == torch.float32
+            and weight.dtype == torch.float32
+            and not input.is_mkldnn
+            and self.padding_mode == "zeros"
+            and not isinstance(self.padding, str)
+            and torch.backends.mkldnn.is_available()
+            and torch.backends.mkldnn.enabled
+            and not torch.is_autocast_enabled("cpu")
+        ):
+            return torch.ops.aten.mkldnn_convolution(
+                input, weight, bias, self.padding, self.stride, self.dilation, self.groups
+            )
+        return super()._conv_forward(input, weight, bias)
+
+
 class ConvNormAct(nn.Module):
     """Conv3d -> InstanceNorm3d -> optional LeakyReLU, with 'same' padding.
 
@@ -77,7 +108,7 @@ class ConvNormAct(nn.Module):
         nonlin_kwargs: Mapping[str, Any] | None,
     ) -> None:
         super().__init__()
-        self.conv = nn.Conv3d(
+        self.conv = Conv3d(
             in_channels,
             out_channels,
             kernel_size,

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from nni_widget.model._blocks import (
+    Conv3d,
     ConvStack,
     NetworkConfigError,
     ResidualBlock,
@@ -157,7 +158,7 @@ class UNetDecoder(nn.Module):
                     encoder.nonlin_kwargs,
                 )
             )
-            seg_layers.append(nn.Conv3d(skip, num_classes, 1, 1, 0, bias=True))
+            seg_layers.append(Conv3d(skip, num_classes, 1, 1, 0, bias=True))
         self.stages = nn.ModuleList(stages)
         self.transpconvs = nn.ModuleList(transpconvs)
         self.seg_layers = nn.ModuleList(seg_layers)
