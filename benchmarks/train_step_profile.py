@@ -1,11 +1,12 @@
 """Where a training step's time goes: data (pool items, simulated interactions) versus the network.
 
-    OMP_NUM_THREADS=1 python benchmarks/train_step_profile.py [--real] [--steps 20]
+    OMP_NUM_THREADS=1 python benchmarks/train_step_profile.py [--real] [--steps 20] [--cpu-bf16]
 
 Uses the configuration of tools/train_default_model.py. Prints the mean time of a pool refresh (one
 new augmented item), of one sample (simulated user, follow-up rounds with the network's own
 prediction; "forwards" is the part of it spent in the network's no-grad passes, the rest is CPU
 simulation) and of one optimiser step (forward + backward of a batch), in milliseconds.
+``--cpu-bf16`` runs the forwards under bf16 autocast, as ``TrainConfig.cpu_bf16`` does.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--real", action="store_true", help="include the real sources (fetched if needed)")
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--cpu-bf16", action="store_true", help="forwards under bf16 autocast")
     args = parser.parse_args()
     torch.set_num_threads(1)
     cfg = TrainConfig.from_dict({
@@ -46,10 +48,14 @@ def main() -> None:
 
     forward_s = [0.0]
 
+    def autocast():
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.cpu_bf16)
+
     @torch.no_grad()
     def predict(x):
         t0 = time.perf_counter()
-        o = net(x[None])
+        with autocast():
+            o = net(x[None])
         forward_s[0] += time.perf_counter() - t0
         o = o[0] if isinstance(o, (list, tuple)) else o
         return o[0, 1] > o[0, 0]
@@ -65,15 +71,19 @@ def main() -> None:
         timings["forwards"].append(forward_s[0] / cfg.batch_size)
         t = time.perf_counter()
         x, y = torch.stack([s.x for s in samples]), torch.stack([s.y for s in samples])
-        out = net(x)
+        with autocast():
+            out = net(x)
         loss = dice_ce_loss(out[0] if isinstance(out, (list, tuple)) else out, y)[0]
         opt.zero_grad()
         loss.backward()
         opt.step()
         timings["step"].append(time.perf_counter() - t)
-    print(f"real data preparation: {prep:.1f} s ({len(real)} sources)")
+    print(f"real data preparation: {prep:.1f} s ({len(real)} sources); forwards in {'bf16' if args.cpu_bf16 else 'float32'}")
     for k, v in timings.items():
         print(f"{k:8s} median {1000 * np.median(v):7.1f} ms   mean {1000 * np.mean(v):7.1f} ms")
+    per_step = np.mean(timings["refresh"]) / cfg.refresh_every + cfg.batch_size * np.mean(timings["sample"])
+    per_step += np.mean(timings["step"])
+    print(f"per training step (refresh every {cfg.refresh_every}, batch {cfg.batch_size}): {1000 * per_step:.0f} ms")
 
 
 if __name__ == "__main__":

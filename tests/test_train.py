@@ -226,6 +226,39 @@ def test_mixed_precision_only_on_cuda_and_scaler_state_saved(tmp_path):
     assert "scaler" in state  # resumable with the gradient scaler on GPU (disabled and empty here)
 
 
+def test_cpu_bf16_is_opt_in_and_runs_the_forwards_in_bf16(tmp_path, monkeypatch, caplog):
+    from nni_widget.train import _loop
+
+    assert not _loop.cpu_bf16_enabled(TrainConfig(**TINY), "cpu")  # off by default
+    assert not _loop.cpu_bf16_enabled(TrainConfig(**TINY, cpu_bf16=True), "cuda")
+    # the dtype every convolution computes in, during training (batch and follow-up predictions)
+    dtypes: list[torch.dtype] = []
+
+    def hook(module, args, output):
+        if isinstance(module, torch.nn.Conv3d):
+            dtypes.append(output.dtype)
+
+    handle = torch.nn.modules.module.register_module_forward_hook(hook)
+    try:
+        # bf16 autocast computes correctly without native support too, only slower
+        monkeypatch.setattr(_loop, "_native_cpu_bf16", lambda: True)
+        train(TrainConfig(**TINY, steps=2, cpu_bf16=True), tmp_path / "bf16", progress=False, export=False)
+        assert dtypes and set(dtypes) == {torch.bfloat16}
+        dtypes.clear()
+        train(TrainConfig(**TINY, steps=2), tmp_path / "fp32", progress=False, export=False)
+        assert dtypes and set(dtypes) == {torch.float32}
+    finally:
+        handle.remove()
+    # weights and optimiser stay float32
+    state = torch.load(tmp_path / "bf16" / "checkpoint_latest.pt", weights_only=True)
+    assert all(v.dtype == torch.float32 for v in state["network"].values() if v.is_floating_point())
+    # a CPU without native bf16: a warning, and float32
+    monkeypatch.setattr(_loop, "_native_cpu_bf16", lambda: False)
+    with caplog.at_level("WARNING", logger="nni_widget.train"):
+        assert not _loop.cpu_bf16_enabled(TrainConfig(**TINY, cpu_bf16=True), "cpu")
+    assert "no native bf16" in caplog.text
+
+
 def test_init_from_a_model_folder_counts_cumulative_steps(tmp_path):
     first = train(TrainConfig(**TINY, steps=2), tmp_path / "a", progress=False)
     w0 = load_model_folder(first).network.state_dict()

@@ -8,7 +8,8 @@ A run directory holds::
     checkpoint_latest.pt     network, optimiser, grad scaler, step, elapsed time, RNG states
     model/                   the exported model folder (official layout; engine-loadable)
 
-On CUDA the forward passes run under fp16 autocast with a gradient scaler (``cfg.amp``). Under
+On CUDA the forward passes run under fp16 autocast with a gradient scaler (``cfg.amp``); on a CPU with
+native bf16 they may run under bf16 autocast (``cfg.cpu_bf16``, opt-in). Under
 ``torchrun`` (``WORLD_SIZE`` > 1) the network is wrapped in DistributedDataParallel (NCCL on CUDA,
 gloo on CPU); every rank samples its own batch from its own seed, rank 0 alone logs, checkpoints
 and exports.
@@ -177,6 +178,23 @@ def amp_enabled(cfg: TrainConfig, device: torch.device | str) -> bool:
     return bool(cfg.amp) and torch.device(device).type == "cuda"
 
 
+def cpu_bf16_enabled(cfg: TrainConfig, device: torch.device | str) -> bool:
+    """bf16 autocast on the CPU: asked for (``cfg.cpu_bf16``) and the CPU computes bf16 natively."""
+    if not cfg.cpu_bf16 or torch.device(device).type != "cpu":
+        return False
+    if not _native_cpu_bf16():
+        logger.warning("cpu_bf16 asked for, but this CPU has no native bf16 (AVX512-BF16/AMX): training in float32")
+        return False
+    return True
+
+
+def _native_cpu_bf16() -> bool:
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # an op missing from this torch build
+        return False
+
+
 def _distributed() -> tuple[int, int]:
     """(rank, world size) from the torchrun environment; (0, 1) outside torchrun."""
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
@@ -283,7 +301,11 @@ def train(
         # the coarsest deep-supervision head has loss weight 0, so it gets no gradient
         model = DistributedDataParallel(net, find_unused_parameters=cfg.deep_supervision)
 
+    use_bf16 = cpu_bf16_enabled(cfg, device)
+
     def autocast():
+        if use_bf16:
+            return torch.autocast(device_type="cpu", dtype=torch.bfloat16)
         return torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp)
 
     @torch.no_grad()
@@ -424,7 +446,7 @@ def _time_up(cfg: TrainConfig, elapsed: float, world: int, device: torch.device)
 # settings a resumed run may change (schedule length, logging, hardware)
 _RESUMABLE = {
     "steps", "time_limit_s", "log_every", "checkpoint_every", "num_threads", "device", "extra", "amp",
-    "init_checkpoint",
+    "cpu_bf16", "init_checkpoint",
 }  # fmt: skip
 
 
