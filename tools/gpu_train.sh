@@ -9,9 +9,11 @@
 # and the candidate model folder under $OUT (default /tmp/gpu_train) so they come back. Resume the
 # next session from them with --init-from (the cumulative step count follows the model folder).
 #
-# Sample generation runs in the main process: on one CPU thread a sample is ~20 ms of simulation
-# plus the follow-up forwards (benchmarks/train_step_profile.py), so a GPU run makes roughly 15x
-# the samples per second of a CPU run with this network.
+# Sample generation runs in the main process. On one CPU thread (benchmarks/train_step_profile.py)
+# a training step is ~540 ms: two samples of ~70 ms (~20 ms simulation each, the rest follow-up
+# forwards) and ~370 ms forward + backward of the batch. On a GPU the network parts shrink to
+# milliseconds and the simulation stays, so expect roughly 5-10x the steps per second (an estimate:
+# no GPU has been lent yet to measure it).
 set -euo pipefail
 
 if [[ "${1:-}" == "--prepare" ]]; then
