@@ -139,6 +139,34 @@ def test_make_sample_shapes_and_rounds():
 # ---------------------------------------------------------------- loss and training
 
 
+def test_error_weights_emphasise_what_the_previous_segmentation_has_wrong(tmp_path):
+    from nni_widget.train._loop import _deep_loss, error_weights
+
+    target = torch.zeros(2, 8, 8, 8, dtype=torch.long)
+    target[:, 2:6, 2:6, 2:6] = 1
+    x = torch.zeros(2, 8, 8, 8, 8)
+    x[1, 1, 2:6, 2:6, 2:7] = 1.0  # sample 1: a follow-up whose previous segmentation spills one slab
+    assert error_weights(x, target, 0.0) is None  # off by default
+    w = error_weights(x, target, 3.0)
+    assert torch.equal(w[0], torch.ones(8, 8, 8))  # a first prompt (no previous segmentation): plain
+    wrong = torch.zeros(8, 8, 8, dtype=torch.bool)
+    wrong[2:6, 2:6, 6] = True
+    assert torch.equal(w[1], 1 + 3 * wrong.float())
+    # all-ones weights give the plain loss; extra weight on the wrong voxels raises the CE of logits
+    # that copy the previous segmentation (right everywhere else)
+    logits = torch.stack([1 - x[:, 1], x[:, 1]], 1) * 4 - 2
+    plain = dice_ce_loss(logits, target)
+    same = dice_ce_loss(logits, target, torch.ones(2, 8, 8, 8))
+    torch.testing.assert_close(plain[0], same[0])
+    weighted = dice_ce_loss(logits, target, w)
+    assert weighted[2] > plain[2] and weighted[1] == plain[1]  # CE up, Dice untouched
+    # deep supervision resizes the weights with the targets
+    coarse = torch.nn.functional.avg_pool3d(logits, 2)
+    total, _, _ = _deep_loss([logits, coarse, coarse[..., ::2, ::2, ::2]], target, w)
+    assert torch.isfinite(total)
+    train(TrainConfig(**TINY, steps=2, error_weight=3.0), tmp_path / "run", progress=False, export=False)
+
+
 def test_loss_decreases_on_a_tiny_problem():
     torch.manual_seed(0)
     cfg = TrainConfig(**TINY, deep_supervision=False)

@@ -64,6 +64,12 @@ class TrainConfig:
             box instead: the network's coarse answer is committed as the previous segmentation and a
             native-resolution window on its changes or on the object is trained on (AutoZoom steps
             6-7). Off by default.
+        error_weight: extra cross-entropy weight on the voxels the previous segmentation has wrong
+            (follow-up and refinement samples only; first prompts have no previous segmentation).
+            A follow-up's window is mostly right already, so copying the previous segmentation
+            scores well and a correction's few voxels hardly count; with ``error_weight=w`` each
+            of them counts ``1 + w`` times in the (weighted-mean) cross-entropy. Dice unchanged.
+            Off (0) by default.
         transpose_p / flip_p / invert_p: augmentations (axis transpose, flips, intensity inversion).
         rotation_p, rotation_deg, scale_p, scale_range, axis_scale_p, axis_scale_range, elastic_p,
             max_edge, noise_p, blur_p, brightness_p, contrast_p, gamma_p: the other augmentations
@@ -121,6 +127,7 @@ class TrainConfig:
     merge_nested_p: float = 0.15
     extra_zoom_p: float = 0.25
     refine_p: float = 0.0
+    error_weight: float = 0.0
     transpose_p: float = _AUG.transpose_p
     flip_p: float = _AUG.flip_p
     invert_p: float = _AUG.invert_p

@@ -46,19 +46,24 @@ MANIFEST = "data_manifest.json"
 
 
 def dice_ce_loss(
-    logits: torch.Tensor, target: torch.Tensor
+    logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Soft Dice (per sample, foreground) plus cross-entropy.
 
     Args:
         logits: ``(B, 2, Z, Y, X)``.
         target: ``(B, Z, Y, X)`` integer 0/1.
+        weight: optional ``(B, Z, Y, X)`` voxel weights of the cross-entropy (a weighted mean).
 
     Returns:
         (loss, mean soft Dice, cross-entropy).
     """
     target = target.long()
-    ce = F.cross_entropy(logits.float(), target)
+    if weight is None:
+        ce = F.cross_entropy(logits.float(), target)
+    else:
+        ce_map = F.cross_entropy(logits.float(), target, reduction="none")
+        ce = (ce_map * weight).sum() / weight.sum()
     prob = torch.softmax(logits.float(), 1)[:, 1]
     t = target.float()
     dims = tuple(range(1, prob.ndim))
@@ -66,10 +71,28 @@ def dice_ce_loss(
     return (1 - dice.mean()) + ce, dice.mean(), ce
 
 
-def _deep_loss(outputs, target: torch.Tensor):
+def error_weights(x: torch.Tensor, target: torch.Tensor, weight: float) -> torch.Tensor | None:
+    """``1 + weight`` on the voxels the previous segmentation (input channel 1) has wrong, else 1.
+
+    Only samples that have a previous segmentation get the extra weight (a first prompt's empty
+    channel would otherwise weight the whole object). None when ``weight`` is 0.
+    """
+    if weight <= 0:
+        return None
+    prev = x[:, 1] > 0.5
+    has_prev = prev.flatten(1).any(1).view(-1, *([1] * (prev.ndim - 1)))
+    wrong = (prev != target.bool()) & has_prev
+    return 1.0 + weight * wrong.float()
+
+
+def _resize_nearest(t: torch.Tensor, size) -> torch.Tensor:
+    return t if t.shape[1:] == tuple(size) else F.interpolate(t[:, None].float(), size=size, mode="nearest")[:, 0]
+
+
+def _deep_loss(outputs, target: torch.Tensor, weight: torch.Tensor | None = None):
     """Loss over deep-supervision outputs, weights 1, 1/2, 1/4, ... (the coarsest gets 0, as nnU-Net)."""
     if isinstance(outputs, torch.Tensor):
-        return dice_ce_loss(outputs, target)
+        return dice_ce_loss(outputs, target, weight)
     weights = np.array([0.5**i for i in range(len(outputs))])
     if len(weights) > 1:
         weights[-1] = 0.0
@@ -78,12 +101,10 @@ def _deep_loss(outputs, target: torch.Tensor):
     for w, out in zip(weights, outputs):
         if w == 0:
             continue
-        t = (
-            target
-            if out.shape[2:] == target.shape[1:]
-            else (F.interpolate(target[:, None].float(), size=out.shape[2:], mode="nearest")[:, 0])
-        )
-        parts = dice_ce_loss(out, t)
+        size = out.shape[2:]
+        t = _resize_nearest(target, size)
+        vw = None if weight is None else _resize_nearest(weight, size)
+        parts = dice_ce_loss(out, t, vw)
         total = total + float(w) * parts[0]
         first = parts if first is None else first
     return total, first[1], first[2]
@@ -321,7 +342,8 @@ def train(
         y = torch.stack([s.y for s in samples]).to(device)
         with autocast():
             outputs = model(x)
-        loss, dice, ce = _deep_loss(outputs, y)  # in float32 (dice_ce_loss casts the logits)
+        vw = error_weights(x, y, cfg.error_weight)
+        loss, dice, ce = _deep_loss(outputs, y, vw)  # in float32 (dice_ce_loss casts the logits)
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         if cfg.grad_clip > 0:
