@@ -85,7 +85,7 @@ class TrainConfig:
         amp: mixed precision (fp16 autocast + gradient scaling) when training on CUDA.
         cpu_bf16: on a CPU with native bf16 arithmetic (AVX512-BF16 or AMX), run the forward passes
             (training batch and follow-up predictions) under bf16 autocast; the weights, the loss and
-            the optimiser stay float32. About 1.4x faster steps on the 2-core AVX512-BF16 machines
+            the optimiser stay float32. About 1.3x faster steps on the 2-core AVX512-BF16 machines
             (benchmarks/train_step_profile.py --cpu-bf16). Off by default, so a recorded
             configuration keeps meaning float32; on a CPU without native bf16 it is ignored with a
             warning (emulated bf16 would be slower than float32).
