@@ -116,11 +116,6 @@ def evaluate(folder: Path) -> dict:
     }
 
 
-def _score(ev: dict) -> float:
-    # reports written before the interactive part have real_mean only
-    return ev.get("real_score", ev["real_mean"])
-
-
 def _overrides(items: list[str]) -> dict:
     """``KEY=VALUE`` pairs for TrainConfig fields; VALUE is JSON (a bare word is taken as a string)."""
     known = set(DEFAULT_CONFIG.to_dict())
@@ -191,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     new_eval = evaluate(folder)
     old_eval = evaluate(base) if base.exists() else None
     improved = old_eval is None or (
-        _score(new_eval) > _score(old_eval)
+        new_eval["real_score"] > old_eval["real_score"]
         and new_eval["phantom_mean"] >= old_eval["phantom_mean"] - args.tolerance
     )
     report = {
@@ -223,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
              "(previous %s), real score %.4f (previous %s): %s",
              new_eval["phantom_mean"], old_eval and old_eval["phantom_mean"], new_eval["real_mean"],
              old_eval and old_eval["real_mean"], new_eval["real_plus5_mean"],
-             old_eval and old_eval["real_plus5_mean"], _score(new_eval), old_eval and _score(old_eval),
+             old_eval and old_eval["real_plus5_mean"], new_eval["real_score"], old_eval and old_eval["real_score"],
              "installing" if report["installed"] else "NOT installing")  # fmt: skip
     if not report["installed"]:
         return 0
