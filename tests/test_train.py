@@ -167,6 +167,53 @@ def test_error_weights_emphasise_what_the_previous_segmentation_has_wrong(tmp_pa
     train(TrainConfig(**TINY, steps=2, error_weight=3.0), tmp_path / "run", progress=False, export=False)
 
 
+def test_click_weights_emphasise_the_error_the_newest_prompt_points_at(tmp_path):
+    from nni_widget.train._data import (
+        Interaction,
+        build_input,
+        click_weights,
+        crop_padded,
+        newest_prompt_mask,
+        window_target,
+    )
+
+    shape, patch = (40, 40, 40), (32, 32, 32)
+    gt = torch.zeros(shape, dtype=torch.uint8)
+    gt[10:30, 10:30, 10:30] = 1
+    inter = Interaction(shape, 0.9, 2, patch)
+    inter.add(Point((20, 20, 20)))
+    inter.mask[10:30, 10:30, 10:30] = 1
+    inter.mask[18:22, 18:22, 30:36] = 1  # a spill to the right of the object ...
+    inter.mask[5:8, 5:8, 20:23] = 1  # ... and a far false positive the click says nothing about
+    centre, zoom = inter.add(Point((20, 20, 33), positive=False))  # a negative click on the spill
+    x, frame, scaled = build_input(gt.float(), inter, centre, zoom, patch)
+    y = window_target(gt, frame, scaled, patch)
+    newest = newest_prompt_mask(inter, frame, scaled, patch)
+    local = tuple(c - lo for c, (lo, _) in zip((20, 20, 33), frame))
+    assert newest[local] and int(newest.sum()) < 100  # the new ball only, not the first click's
+    assert not bool(newest[tuple(c - lo for c, (lo, _) in zip((20, 20, 20), frame))])
+    assert click_weights(x, y, 0.0, newest, 8) is None  # off
+    w = click_weights(x, y, 4.0, newest, 8)
+    spill = torch.zeros(shape, dtype=torch.bool)
+    spill[18:22, 18:22, 30:36] = True
+    far = torch.zeros(shape, dtype=torch.bool)
+    far[5:8, 5:8, 20:23] = True
+    assert torch.equal(w > 1, crop_padded(spill, frame))  # the spill, all of it; nothing else
+    assert float(w.max()) == 5.0 and bool(crop_padded(far, frame).any())  # the far error is in view
+    # a window without a previous segmentation (a first prompt) gets no weights
+    empty = x.clone()
+    empty[1] = 0
+    assert click_weights(empty, y, 4.0, newest, 8) is None
+    # the radius bounds the weighted region along a long error
+    inter.mask[18:22, 18:22, 30:40] = 1
+    x2, _, _ = build_input(gt.float(), inter, centre, zoom, patch)
+    w2 = click_weights(x2, y, 4.0, newest, 2)
+    assert 0 < int((w2 > 1).sum()) < int(((x2[1] > 0.5) & ~y.bool()).sum())
+    # follow-up samples carry them through training
+    cfg = TrainConfig(**TINY, steps=2, click_weight=3.0, max_rounds=3, followup_start=1.0, followup_end=1.0)
+    train(cfg, tmp_path / "run", progress=False, export=False)
+
+
 def test_loss_decreases_on_a_tiny_problem():
     torch.manual_seed(0)
     cfg = TrainConfig(**TINY, deep_supervision=False)

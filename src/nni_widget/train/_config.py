@@ -70,6 +70,13 @@ class TrainConfig:
             scores well and a correction's few voxels hardly count; with ``error_weight=w`` each
             of them counts ``1 + w`` times in the (weighted-mean) cross-entropy. Dice unchanged.
             Off (0) by default.
+        click_weight: extra cross-entropy weight on the error the newest correction points at: the
+            previous segmentation's wrong voxels within ``click_radius`` network voxels of the
+            newest prompt's stamp, in an error component the stamp touches (follow-up samples
+            only, not refinement boxes). Unlike ``error_weight`` it does not ask the network to
+            fix errors no prompt points at, so it teaches "this click flips its region" without
+            teaching "distrust the previous segmentation everywhere". Off (0) by default.
+        click_radius: see ``click_weight``.
         transpose_p / flip_p / invert_p: augmentations (axis transpose, flips, intensity inversion).
         rotation_p, rotation_deg, scale_p, scale_range, axis_scale_p, axis_scale_range, elastic_p,
             max_edge, noise_p, blur_p, brightness_p, contrast_p, gamma_p: the other augmentations
@@ -128,6 +135,8 @@ class TrainConfig:
     extra_zoom_p: float = 0.25
     refine_p: float = 0.0
     error_weight: float = 0.0
+    click_weight: float = 0.0
+    click_radius: float = 10.0
     transpose_p: float = _AUG.transpose_p
     flip_p: float = _AUG.flip_p
     invert_p: float = _AUG.invert_p

@@ -32,7 +32,9 @@ from nni_widget.train._config import TrainConfig
 __all__ = [
     "Interaction",
     "build_input",
+    "click_weights",
     "extra_zoom",
+    "newest_prompt_mask",
     "refinement_window",
     "upsample_prediction",
     "window_target",
@@ -153,6 +155,50 @@ def upsample_prediction(fg: torch.Tensor, scaled: Sequence[int]) -> torch.Tensor
     if list(fg.shape) == list(scaled):
         return fg
     return F.interpolate(fg[None, None].float(), size=list(scaled), mode="trilinear")[0, 0] >= 0.5
+
+
+def newest_prompt_mask(inter: Interaction, frame, scaled: Sequence[int], patch: Sequence[int]) -> torch.Tensor:
+    """Where the newest prompt's stamp lies in a window, at network resolution (bool ``patch``).
+
+    A network voxel counts when any of the window voxels it averages is stamped.
+    """
+    stamp = inter.stamps[-1]
+    buf = torch.zeros([int(v) for v in scaled], dtype=torch.float16)
+    paint(buf, frame, [stamp], stamp.channel)
+    mask = buf > 0
+    if [int(v) for v in scaled] != [int(p) for p in patch]:
+        mask = F.interpolate(mask[None, None].float(), size=[int(p) for p in patch], mode="area")[0, 0] > 0
+    return mask
+
+
+def click_weights(
+    x: torch.Tensor, target: torch.Tensor, weight: float, newest: torch.Tensor, radius: float
+) -> torch.Tensor | None:
+    """``1 + weight`` on the error near the newest prompt of one follow-up window, else 1.
+
+    ``x`` is a ``(8, *P)`` network input, ``target`` its ``(*P)`` ground truth and ``newest`` the
+    newest prompt's stamp (:func:`newest_prompt_mask`). The weighted voxels are the wrong voxels of
+    the previous segmentation (channel 1) that lie within ``radius`` network voxels of the stamp, in
+    a 6-connected error component the stamp touches: the error this prompt points at, not the rest
+    of the boundary (boundary errors are mostly one connected shell). None when ``weight`` is 0,
+    the window has no previous segmentation, or the newest prompt touches no error.
+    """
+    if weight <= 0:
+        return None
+    prev = x[1] > 0.5
+    if not bool(prev.any()):
+        return None
+    wrong = (prev != target.bool()).numpy()
+    stamp = newest.numpy()
+    seeds = wrong & stamp
+    if not seeds.any():
+        return None
+    from scipy import ndimage
+
+    labels, _ = ndimage.label(wrong)
+    near = ndimage.distance_transform_edt(~stamp) <= radius
+    hit = np.isin(labels, np.unique(labels[seeds])) & near
+    return torch.from_numpy(1.0 + weight * hit.astype(np.float32))
 
 
 def extra_zoom(zoom: float, cfg: TrainConfig, rng: np.random.Generator) -> float:

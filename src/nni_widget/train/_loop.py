@@ -85,6 +85,15 @@ def error_weights(x: torch.Tensor, target: torch.Tensor, weight: float) -> torch
     return 1.0 + weight * wrong.float()
 
 
+def _combine(weight: torch.Tensor | None, per_sample: list, device) -> torch.Tensor | None:
+    """The product of batch weights and per-sample weights (None entries count as ones)."""
+    if all(w is None for w in per_sample):
+        return weight
+    ref = next(w for w in per_sample if w is not None)
+    stacked = torch.stack([torch.ones_like(ref) if w is None else w for w in per_sample]).to(device)
+    return stacked if weight is None else weight * stacked
+
+
 def _resize_nearest(t: torch.Tensor, size) -> torch.Tensor:
     return t if t.shape[1:] == tuple(size) else F.interpolate(t[:, None].float(), size=size, mode="nearest")[:, 0]
 
@@ -342,7 +351,7 @@ def train(
         y = torch.stack([s.y for s in samples]).to(device)
         with autocast():
             outputs = model(x)
-        vw = error_weights(x, y, cfg.error_weight)
+        vw = _combine(error_weights(x, y, cfg.error_weight), [s.weight for s in samples], device)
         loss, dice, ce = _deep_loss(outputs, y, vw)  # in float32 (dice_ce_loss casts the logits)
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()

@@ -24,6 +24,8 @@ from nni_widget.train._config import TrainConfig
 from nni_widget.train._data import (
     Interaction,
     build_input,
+    click_weights,
+    newest_prompt_mask,
     extra_zoom,
     refinement_window,
     upsample_prediction,
@@ -185,7 +187,10 @@ PhantomPool = TrainPool  # the phantom-only pool of earlier versions is a TrainP
 
 @dataclass
 class Sample:
-    """One training sample: network input ``(8, *P)``, target ``(*P)`` uint8, and what made it."""
+    """One training sample: network input ``(8, *P)``, target ``(*P)`` uint8, and what made it.
+
+    ``weight`` holds the voxel weights of :func:`nni_widget.train._data.click_weights` (None: plain).
+    """
 
     x: torch.Tensor
     y: torch.Tensor
@@ -193,6 +198,7 @@ class Sample:
     rounds: int
     user: str = ""
     refined: bool = False
+    weight: torch.Tensor | None = None
 
 
 Predictor = Callable[[torch.Tensor], torch.Tensor]  # (8, *P) input -> (*P) bool foreground
@@ -253,4 +259,8 @@ def make_sample(
             image, inter, predict(x), frame, scaled, center, cfg.loss_patch, rng, gt
         )
     target = window_target(gt, frame, scaled, cfg.loss_patch)
-    return Sample(x, target, kinds, len(kinds), user_name, refined)
+    weight = None
+    if cfg.click_weight > 0 and len(kinds) > 1 and not refined:
+        newest = newest_prompt_mask(inter, frame, scaled, cfg.loss_patch)
+        weight = click_weights(x, target, cfg.click_weight, newest, cfg.click_radius)
+    return Sample(x, target, kinds, len(kinds), user_name, refined, weight)
