@@ -1,0 +1,88 @@
+"""tools/train_default_model.py: a tiny run end to end, and its install rule (evaluation faked).
+
+The real evaluation (held-out phantoms, real structures, the quick suite's +5-click protocol) is
+covered by tests/test_train.py and tests/test_evaluate.py; here it is replaced by fixed scores so
+that the rule's every branch is exercised in seconds.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from nni_widget.model import load_model_folder
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = [
+    "--set", "features=[4, 8]", "--set", "blocks=[1, 1]", "--set", "patch_size=[16, 16, 16]",
+    "--set", "train_patch_size=[16, 16, 16]", "--set", "n_phantoms=2", "--set", "phantom_shapes=[[32, 48, 48]]",
+    "--set", "n_real=0", "--set", "real_sources=[]", "--set", "warmup_steps=1", "--set", "log_every=1",
+    "--time-limit", "0",
+]  # fmt: skip
+
+
+@pytest.fixture
+def tool(monkeypatch):
+    spec = importlib.util.spec_from_file_location("train_default_model", REPO / "tools" / "train_default_model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    scores = {"model": (0.5, 0.5), "init_model": (0.5, 0.5)}  # folder name -> (phantom mean, real score)
+
+    def fake_evaluate(folder):
+        load_model_folder(folder, device="cpu")  # what is evaluated must load
+        phantom, real = scores[Path(folder).name]
+        return {"phantom_mean": phantom, "real_mean": real, "real_plus5_mean": real, "real_score": real}
+
+    monkeypatch.setattr(module, "evaluate", fake_evaluate)
+    module.scores = scores
+    return module
+
+
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_tool_trains_installs_and_keeps_a_better_model(tmp_path, tool):
+    dest = tmp_path / "dest"
+    # a first model from scratch: nothing to compare with, so it is installed with its records
+    assert tool.main(["--run", str(tmp_path / "run1"), "--dest", str(dest), "--from-scratch", "--steps", "2", *TINY]) == 0
+    assert (dest / "LICENSE").read_text().splitlines()[0] == "Apache-2.0"
+    for name in ("config.json", "train_log.csv", "provenance.json", "held_out_eval.json"):
+        assert (dest / name).is_file(), name
+    prov = _json(dest / "provenance.json")
+    assert (prov["previous_steps"], prov["steps"], prov["cumulative_steps"]) == (0, 2, 2)
+    assert _json(dest / "held_out_eval.json")["installed"] is True
+    assert load_model_folder(dest, device="cpu").extra["steps"] == 2
+
+    # a continuation that scores lower stays in its run directory
+    run2 = tmp_path / "run2"
+    tool.scores.update(model=(0.5, 0.4), init_model=(0.5, 0.45))
+    assert tool.main(["--run", str(run2), "--init-from", str(dest), "--dest", str(dest), "--steps", "3", *TINY]) == 0
+    report = _json(run2 / "held_out_eval.json")
+    assert report["installed"] is False and report["new"]["real_score"] == 0.4
+    assert _json(dest / "provenance.json")["cumulative_steps"] == 2  # the installed model is untouched
+    assert (run2 / "init_model").is_dir()  # the comparison was with a copy of the starting model
+
+    # a better real score with a phantom drop beyond the tolerance is still refused ...
+    tool.scores.update(model=(0.40, 0.6), init_model=(0.5, 0.45))
+    assert tool.main(["--run", str(run2), "--init-from", str(dest), "--dest", str(dest), "--skip-training",
+                      "--tolerance", "0.05", *TINY]) == 0  # fmt: skip
+    assert _json(run2 / "held_out_eval.json")["installed"] is False
+    assert _json(dest / "provenance.json")["cumulative_steps"] == 2
+    # ... and within it, the re-evaluated run is installed, with the record of its training command
+    tool.scores.update(model=(0.47, 0.6))
+    assert tool.main(["--run", str(run2), "--init-from", str(dest), "--dest", str(dest), "--skip-training",
+                      "--tolerance", "0.05", *TINY]) == 0  # fmt: skip
+    prov = _json(dest / "provenance.json")
+    assert (prov["previous_steps"], prov["steps"], prov["cumulative_steps"]) == (2, 3, 5)
+    assert "--steps 3" in prov["command"] and "--skip-training" not in prov["command"]
+    assert _json(dest / "held_out_eval.json")["installed"] is True
+    assert load_model_folder(dest, device="cpu").extra["steps"] == 3
+
+
+def test_tool_rejects_an_unknown_setting(tmp_path, tool):
+    with pytest.raises(SystemExit, match="not_a_field"):
+        tool.main(["--run", str(tmp_path / "run"), "--dest", str(tmp_path / "d"), "--set", "not_a_field=1"])
