@@ -416,9 +416,17 @@ def train(
             _write_row(writer, step, acc, lr, p_follow, time.perf_counter() - t_start)
     elapsed = time.perf_counter() - t_start
     if world > 1:
+        import gc
+
         import torch.distributed as dist
 
         dist.barrier()
+        # the DDP wrapper holds the process group (and its reducer's pending work): drop it first, so
+        # that the group's gloo threads are joined by destroy_process_group, not by the C++
+        # destructors at interpreter exit (a rank once aborted there with "terminate called
+        # without an active exception" on a loaded machine)
+        model = net
+        gc.collect()
         if own_group:
             dist.destroy_process_group()
     if not main_rank:
