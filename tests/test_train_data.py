@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 
 from nni_widget.data import (
     HELD_OUT,
@@ -14,6 +15,7 @@ from nni_widget.data import (
     instances_from_semantic,
     prepare_real,
     pseudo_labels,
+    region_pseudo_labels,
     related_instances,
 )
 from nni_widget.data import _sources as S
@@ -85,6 +87,86 @@ def test_pseudo_labels_avoid_forbidden_voxels():
     assert not seg[forbidden].any()
     assert not seg[~fg].any()
     assert set(np.unique(seg)) == set(range(int(seg.max()) + 1))  # consecutive labels
+
+
+def _ball(shape, centre, radius):
+    zz, yy, xx = np.indices(shape)
+    return (zz - centre[0]) ** 2 + (yy - centre[1]) ** 2 + (xx - centre[2]) ** 2 <= radius**2
+
+
+def test_region_pseudo_labels_follow_edges_and_split_at_necks():
+    shape = (40, 64, 96)
+    rng = np.random.default_rng(0)
+    bright = _ball(shape, (20, 20, 16), 8)  # a lone bright object
+    dark = _ball(shape, (20, 44, 16), 8)  # a lone dark one
+    left, right = _ball(shape, (20, 32, 44), 9), _ball(shape, (20, 32, 68), 9)
+    neck = np.zeros(shape, bool)
+    neck[18:23, 30:35, 44:68] = True  # a dumbbell: two balls joined by a thin bar
+    held = _ball(shape, (20, 20, 86), 5)
+    # a chain of three beads starting 2 voxels from the held-out object (as a ventricle beside
+    # the caudate): the watershed cuts it into three pieces, of which only the first is near
+    beside_held = _ball(shape, (20, 32, 86), 5) | _ball(shape, (20, 45, 86), 5) | _ball(shape, (20, 58, 86), 5)
+    beside_held[19:22, 32:58, 85:88] = True
+    image = np.full(shape, 100.0, np.float32)
+    image[bright | left | right | neck] = 300.0
+    image[dark] = 20.0
+    image[held | beside_held] = 200.0
+    image += rng.normal(0, 5, shape).astype(np.float32)
+    seg = region_pseudo_labels(image, np.ones(shape, bool), held, n_classes=4, min_voxels=100)
+    assert seg.dtype == np.int32 and set(np.unique(seg)) == set(range(int(seg.max()) + 1))
+
+    def main_label(obj):
+        values, counts = np.unique(seg[obj], return_counts=True)
+        return int(values[np.argmax(counts)])
+
+    # each lone object is one label whose boundary is the object's edge
+    for obj in (bright, dark):
+        lab = main_label(obj)
+        assert lab > 0
+        got = seg == lab
+        assert 2 * (got & obj).sum() / (got.sum() + obj.sum()) > 0.85
+    # the dumbbell is cut at its neck: each ball is mostly its own label
+    a, b = main_label(left), main_label(right)
+    assert a > 0 and b > 0 and a != b
+    assert (seg[left] == a).mean() > 0.8 and (seg[right] == b).mean() > 0.8
+    # nothing at or beside the held-out object
+    near = np.zeros(shape, bool)
+    near[ndimage.binary_dilation(held, iterations=3)] = True
+    assert not seg[near].any()
+    assert (seg[beside_held] > 0).mean() < 0.1  # its far half is gone too, not only what is near
+    # no foreground, no labels
+    assert not region_pseudo_labels(image, np.zeros(shape, bool)).any()
+
+
+def test_structures_held_out_in_one_template_source_are_kept_out_of_the_other(monkeypatch):
+    from nni_widget.data import _sources
+    from nni_widget.data._real import SHARED_SPACE_MARGIN, held_out_from_shared_space
+    from nni_widget.io import Volume
+
+    names = {i + 1: n for i, n in enumerate(HELD_OUT["colin27_aal"])}
+    colin_sem = np.zeros((30, 30, 30), np.int32)
+    colin_sem[10:14, 10:14, 10:14] = 7  # one held-out structure (world x 10..13 mm, see below)
+    colin_sem[20:24, 20:24, 20:24] = 99  # a training structure: not excluded elsewhere
+    names[99] = "Frontal_Sup_L"
+    # colin's grid starts 5 mm further along x (the last array axis) than mni's
+    colin_affine = np.array([[0, 0, 1, 5.0], [0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1]])
+    mni_affine = np.array([[0, 0, 1, 0.0], [0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1]])
+    colin = Volume(np.zeros((30, 30, 30), np.float32), (1.0, 1.0, 1.0), colin_affine)
+    mni = Volume(np.zeros((30, 30, 40), np.float32), (1.0, 1.0, 1.0), mni_affine)
+    monkeypatch.setattr(_sources, "load_real", lambda name, cache_dir=None: (colin, colin_sem, names))
+    got = held_out_from_shared_space("mni152_tissue", mni)
+    expected = np.zeros(mni.array.shape, bool)
+    expected[10:14, 10:14, 15:19] = True  # the same world position on mni's grid
+    expected = ndimage.binary_dilation(expected, iterations=SHARED_SPACE_MARGIN)
+    assert np.array_equal(got, expected)
+    assert not held_out_from_shared_space("lung1_ct", mni).any()
+
+
+def test_unknown_pseudo_method_is_refused():
+    with pytest.raises(ValueError, match="pseudo_method"):
+        TrainConfig(pseudo_method="watershed")
+    with pytest.raises(ValueError, match="pseudo_method"):
+        prepare_real("colin27_aal", pseudo_method="watershed")
 
 
 def _fake_real_volume() -> RealVolume:

@@ -7,8 +7,9 @@
   (:func:`instances_from_semantic`).
 - **Merges.** Related instances (same structure family, touching bounding boxes, see
   :func:`related_instances`) may be merged into one target, which teaches ambiguity (DESIGN §4).
-- **Pseudo-labels.** Unsupervised 3D over-segmentation (SLIC supervoxels, scikit-image) adds
-  open-set objects that carry no anatomical name (:func:`pseudo_labels`).
+- **Pseudo-labels.** Unsupervised 3D over-segmentation adds open-set objects that carry no
+  anatomical name: SLIC supervoxels (:func:`pseudo_labels`) or intensity regions cut at their
+  narrow necks (:func:`region_pseudo_labels`), whose outer boundaries are image edges.
 
 Arrays are ``(z, y, x)``.
 """
@@ -26,16 +27,30 @@ from scipy import ndimage
 
 __all__ = [
     "HELD_OUT",
+    "PSEUDO_METHODS",
+    "SHARED_SPACE_SOURCES",
     "RealVolume",
+    "held_out_from_shared_space",
     "held_out_labels",
     "instances_from_semantic",
     "prepare_real",
     "pseudo_labels",
     "real_manifest",
+    "region_pseudo_labels",
     "related_instances",
 ]
 
 logger = logging.getLogger(__name__)
+
+#: sources on one template space (MNI): the held-out structures of each are kept out of the
+#: pseudo-labels of the others, through world coordinates (e.g. MNI152's putamen, unlabelled there,
+#: must not become a pseudo-label while Colin27's putamen is a held-out structure)
+SHARED_SPACE_SOURCES = ("colin27_aal", "mni152_tissue")
+#: margin (voxels) around a structure held out in another source of the same space
+SHARED_SPACE_MARGIN = 5
+
+#: ways :func:`prepare_real` makes pseudo-labels
+PSEUDO_METHODS = ("slic", "regions")
 
 #: structures of each source reserved for validation: never a training target
 HELD_OUT: dict[str, tuple[str, ...]] = {
@@ -179,6 +194,81 @@ def pseudo_labels(
     return lut[seg]
 
 
+def region_pseudo_labels(
+    image: np.ndarray,
+    foreground: np.ndarray,
+    forbidden: np.ndarray | None = None,
+    *,
+    n_classes: int = 4,
+    sigma: float = 1.0,
+    split_distance: int = 6,
+    min_voxels: int = 300,
+    max_voxels: int = 30_000,
+    margin: int = 3,
+    whole_region_voxels: int = 100_000,
+) -> np.ndarray:
+    """Open-set objects bounded by image edges: intensity classes split at their narrow necks.
+
+    SLIC supervoxels (:func:`pseudo_labels`) cut homogeneous tissue along arbitrary lines, so a
+    crop centred on one teaches "an object may end where the image does not change". Here the
+    smoothed image is split into ``n_classes`` intensity classes (multi-Otsu inside
+    ``foreground``); each class is opened (6-neighbourhood, which breaks one-voxel bridges) and
+    cut into pieces by a watershed of its distance transform, seeded at distance maxima at least
+    ``split_distance`` voxels apart. A piece's outer surface is therefore an intensity edge and
+    its cuts lie at necks, as between two gyri or a nucleus and its neighbour.
+
+    Args:
+        image: ``(z, y, x)`` float image.
+        foreground: where objects may lie (e.g. the head).
+        forbidden: voxels no object may come within ``margin`` voxels of (the held-out
+            structures: a region touching them, such as a ventricle beside the caudate, would
+            teach the held-out kind of object).
+        min_voxels / max_voxels: pieces outside this size range are dropped.
+        whole_region_voxels: a connected region of one class up to this size that comes within
+            ``margin`` of ``forbidden`` is dropped whole; a larger one loses only its pieces there.
+
+    Returns:
+        int32 map of objects (1..N, relabelled consecutively), 0 elsewhere.
+    """
+    from skimage.filters import threshold_multiotsu
+    from skimage.segmentation import watershed
+
+    fg = np.asarray(foreground, bool)
+    if not fg.any():
+        return np.zeros(np.shape(image), np.int32)
+    smooth = ndimage.gaussian_filter(np.asarray(image, np.float32), sigma)
+    classes = np.digitize(smooth, threshold_multiotsu(smooth[fg], classes=n_classes))
+    cross = ndimage.generate_binary_structure(3, 1)
+    banned = np.zeros(smooth.shape, bool)
+    if forbidden is not None and np.any(forbidden):
+        banned = ndimage.binary_dilation(np.asarray(forbidden, bool), iterations=max(1, margin))
+    near = banned.copy()
+    out = np.zeros(smooth.shape, np.int32)
+    for c in range(n_classes):
+        region = ndimage.binary_opening((classes == c) & fg, cross)
+        if near.any():
+            # a region of ordinary size that comes near a held-out structure goes whole, not only
+            # its near pieces (a ventricle beside the caudate must not survive as its far half);
+            # a region larger than anything one segments (the white matter) loses only those
+            components, _ = ndimage.label(region, cross)
+            sizes = np.bincount(components.ravel())
+            touched = np.unique(components[near])
+            touched = touched[(touched > 0) & (sizes[touched] <= whole_region_voxels)]
+            banned |= np.isin(components, touched)
+        dist = ndimage.distance_transform_edt(region)
+        peaks = (dist == ndimage.maximum_filter(dist, size=2 * split_distance + 1)) & (dist >= 1.5)
+        markers, _ = ndimage.label(peaks)
+        pieces = watershed(-dist, markers, mask=region)
+        out = np.where(pieces > 0, pieces + out.max(), out)
+    sizes = np.bincount(out.ravel())
+    keep = (sizes >= min_voxels) & (sizes <= max_voxels)
+    keep[0] = False
+    keep[np.unique(out[banned])] = False
+    lut = np.zeros(len(sizes), np.int32)
+    lut[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
+    return lut[out]
+
+
 @dataclass
 class RealVolume:
     """A real volume ready for training (held-out structures already removed).
@@ -212,6 +302,7 @@ def prepare_real(
     min_voxels: int = 50,
     max_voxels: int | None = 100_000,
     with_pseudo: bool = True,
+    pseudo_method: str = "slic",
 ) -> RealVolume:
     """Fetch (if needed) and prepare one real source for training.
 
@@ -221,7 +312,9 @@ def prepare_real(
 
     Raises:
         nni_widget.data.DataFetchError: the source cannot be fetched.
-        ValueError: the source is evaluation-only (``Source.evaluation_only``, e.g. the lung CTs).
+        ValueError: the source is evaluation-only (``Source.evaluation_only``, e.g. the lung CTs),
+            or ``pseudo_method`` is neither ``"slic"`` (:func:`pseudo_labels`) nor
+            ``"regions"`` (:func:`region_pseudo_labels`).
     """
     from nni_widget.data._sources import SOURCES, data_cache_dir, load_real
 
@@ -230,6 +323,8 @@ def prepare_real(
             f"{source!r} is evaluation-only data (docs/data_sources.md): its images must not be trained "
             "on. Remove it from TrainConfig.real_sources; evaluate_real_held_out and the quick suite use it."
         )
+    if pseudo_method not in PSEUDO_METHODS:
+        raise ValueError(f"pseudo_method must be one of {PSEUDO_METHODS}, got {pseudo_method!r}")
     volume, semantic, names = load_real(source, cache_dir)
     image = np.asarray(volume.array, np.float32)
     held = held_out_labels(source, names)
@@ -241,7 +336,11 @@ def prepare_real(
     if with_pseudo:
         # grey-ish head voxels: background air is dark on these T1 templates
         head = ndimage.binary_fill_holes(image > np.percentile(image[image > 0], 20))
-        pseudo = pseudo_labels(image, head, held_mask, n_segments=n_segments)
+        forbidden = held_mask | held_out_from_shared_space(source, volume, cache_dir)
+        if pseudo_method == "regions":
+            pseudo = region_pseudo_labels(image, head, forbidden)
+        else:
+            pseudo = pseudo_labels(image, head, forbidden, n_segments=n_segments)
     else:
         pseudo = np.zeros(image.shape, np.int32)
     src = SOURCES[source]
@@ -262,10 +361,39 @@ def prepare_real(
         "held_out_labels": sorted(int(v) for v in held),
         "training_instances": len(inst_names),
         "pseudo_labels": int(pseudo.max()),
+        "pseudo_method": pseudo_method if with_pseudo else None,
+        "pseudo_excludes": [f"{o} held-out structures (through world coordinates, +{SHARED_SPACE_MARGIN} voxels)"
+                            for o in SHARED_SPACE_SOURCES if o != source and source in SHARED_SPACE_SOURCES],
     }
     logger.info("%s: %d training instances, %d pseudo-labels, held out %s", source, len(inst_names),
                 manifest["pseudo_labels"], manifest["held_out"])  # fmt: skip
     return RealVolume(source, image, instances, inst_names, related, pseudo, held_mask, manifest)
+
+
+def held_out_from_shared_space(source: str, volume: Any, cache_dir: Any = None) -> np.ndarray:
+    """Held-out structures of the other sources of ``source``'s template space, on its grid.
+
+    Each other source's held-out mask is resampled (nearest neighbour, through the two affines)
+    onto ``volume``'s grid and dilated by :data:`SHARED_SPACE_MARGIN` voxels, which absorbs the
+    anatomical differences between the two brains. Empty for a source outside
+    :data:`SHARED_SPACE_SOURCES`.
+    """
+    from nni_widget.data._sources import load_real
+
+    out = np.zeros(volume.array.shape, bool)
+    if source not in SHARED_SPACE_SOURCES:
+        return out
+    for other in SHARED_SPACE_SOURCES:
+        if other == source:
+            continue
+        other_volume, semantic, names = load_real(other, cache_dir)
+        held = np.isin(semantic, sorted(held_out_labels(other, names))).astype(np.uint8)
+        # voxel of this grid -> world -> voxel of the other grid
+        to_other = np.linalg.inv(other_volume.affine) @ volume.affine
+        out |= ndimage.affine_transform(held, to_other, order=0, output_shape=out.shape, cval=0).astype(bool)
+    if out.any():
+        out = ndimage.binary_dilation(out, iterations=SHARED_SPACE_MARGIN)
+    return out
 
 
 def real_manifest(volumes: Sequence[RealVolume]) -> dict[str, Any]:

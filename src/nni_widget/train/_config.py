@@ -86,7 +86,10 @@ class TrainConfig:
         real_sources: real sources to train on (``nni_widget.data.SOURCES`` names; their held-out
             structures are never targets). Empty: phantoms only.
         n_real: real crops in the pool (beside ``n_phantoms`` phantoms) when ``real_sources`` is set.
-        pseudo_p: probability that a real crop is centred on a pseudo-label (SLIC supervoxel).
+        pseudo_p: probability that a real crop is centred on a pseudo-label.
+        pseudo_method: how pseudo-labels are made (``nni_widget.data.prepare_real``): ``"slic"``
+            supervoxels (cut homogeneous tissue along arbitrary lines) or ``"regions"``
+            (intensity classes split at their necks, so their outer boundaries are image edges).
         real_margin: random margin (voxels, min/max) around the object of a real crop.
         real_min_edge / real_max_edge: smallest / largest edge of a real crop (before augmentation).
         amp: mixed precision (fp16 autocast + gradient scaling) when training on CUDA.
@@ -161,6 +164,7 @@ class TrainConfig:
     real_sources: tuple[str, ...] = ()
     n_real: int = 24
     pseudo_p: float = 0.25
+    pseudo_method: str = "slic"
     real_margin: tuple[int, int] = (8, 32)
     real_min_edge: int = 48
     real_max_edge: int = 112
@@ -205,6 +209,10 @@ class TrainConfig:
             raise ValueError(
                 f"prompt_kinds {self.prompt_kinds} / prompt_probs {self.prompt_probs} are invalid"
             )
+        from nni_widget.data._real import PSEUDO_METHODS
+
+        if self.pseudo_method not in PSEUDO_METHODS:
+            raise ValueError(f"pseudo_method must be one of {PSEUDO_METHODS}, got {self.pseudo_method!r}")
         if self.optimizer not in ("adamw", "sgd"):
             raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {self.optimizer!r}")
         if not 0 < self.interaction_decay <= 1:

@@ -244,7 +244,7 @@ def prepare_real_data(cfg: TrainConfig) -> list:
     """The prepared real volumes of ``cfg.real_sources`` (held-out structures removed)."""
     from nni_widget.data import prepare_real
 
-    return [prepare_real(name) for name in cfg.real_sources]
+    return [prepare_real(name, pseudo_method=cfg.pseudo_method) for name in cfg.real_sources]
 
 
 def _init_weights_from(net: torch.nn.Module, folder: str) -> None:
