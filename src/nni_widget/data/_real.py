@@ -189,9 +189,14 @@ def pseudo_labels(
     keep[0] = False
     if forbidden is not None:
         keep[np.unique(seg[np.asarray(forbidden, bool)])] = False
-    lut = np.zeros(len(sizes), np.int32)
+    return _keep_labels(seg, keep)
+
+
+def _keep_labels(labels: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """``labels`` with only the values where ``keep`` is true, renumbered 1..N (int32)."""
+    lut = np.zeros(len(keep), np.int32)
     lut[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
-    return lut[seg]
+    return lut[labels]
 
 
 def region_pseudo_labels(
@@ -264,9 +269,7 @@ def region_pseudo_labels(
     keep = (sizes >= min_voxels) & (sizes <= max_voxels)
     keep[0] = False
     keep[np.unique(out[banned])] = False
-    lut = np.zeros(len(sizes), np.int32)
-    lut[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
-    return lut[out]
+    return _keep_labels(out, keep)
 
 
 @dataclass
