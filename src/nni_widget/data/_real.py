@@ -314,7 +314,9 @@ def prepare_real(
     not the kind of object one segments interactively. The largest AAL region has ~40 k voxels.
 
     Raises:
-        nni_widget.data.DataFetchError: the source cannot be fetched.
+        nni_widget.data.DataFetchError: the source cannot be fetched, or (with pseudo-labels)
+            another source of its template space whose held-out structures it must avoid
+            (:func:`held_out_from_shared_space`).
         ValueError: the source is evaluation-only (``Source.evaluation_only``, e.g. the lung CTs),
             or ``pseudo_method`` is neither ``"slic"`` (:func:`pseudo_labels`) nor
             ``"regions"`` (:func:`region_pseudo_labels`).
