@@ -512,6 +512,30 @@ def test_close_and_exit_wait_for_the_pending_write(volume, truth, tmp_path, monk
             ann.close()
 
 
+def test_flush_autosave_returns_after_the_failure_is_reported(volume, truth, tmp_path, monkeypatch):
+    """flush_autosave() saying False must find ``error`` already set. It used to return as soon as
+    the write ended, before the writer's callback set the message (a race CI ran into); a slow
+    callback makes that race certain."""
+    writes = GatedWrites(monkeypatch)
+    ann = Recorder(volume, autosave=tmp_path / "work.nii.gz")
+    ann.add_point(_centre(truth, 1))
+    assert ann.flush_autosave(timeout=60) and ann.error == ""
+    report = ann._saver._on_done
+
+    def slow_report(state, error):
+        time.sleep(0.3)
+        report(state, error)
+
+    ann._saver._on_done = slow_report
+    writes.fail.append(OSError(28, "No space left on device"))
+    ann.rename_object(1, "liver")
+    assert not ann.flush_autosave(timeout=60)
+    assert "autosave failed" in ann.error and not ann._saver.pending
+    ann.rename_object(1, "liver 2")
+    assert ann.flush_autosave(timeout=60) and ann.error == ""  # cleared before flush returns, too
+    ann.close()
+
+
 def test_a_failed_autosave_is_reported_and_the_next_one_repairs_it(volume, truth, tmp_path, monkeypatch):
     writes = GatedWrites(monkeypatch)
     path = tmp_path / "work.nii.gz"

@@ -234,6 +234,7 @@ class AutosaveWriter:
         self._upto = 0  # how many of them lead to the pending state
         self._submitted = 0  # states handed in so far
         self._finished = 0  # states written (or failed) so far, counting the ones replaced
+        self._reported = 0  # ... and whose on_done has returned (what flush waits for)
         self._ok = True  # whether the last write succeeded
         self._stop = False
         self._thread: Optional[threading.Thread] = None
@@ -274,7 +275,9 @@ class AutosaveWriter:
             target = self._submitted
             if threading.current_thread() is self._thread:  # from on_done: cannot wait for itself
                 return self._finished >= target and self._ok
-            done = self._cv.wait_for(lambda: self._finished >= target, timeout)
+            # wait for the callback too: a caller told "the write failed" must find the owner's
+            # error message already set by on_done
+            done = self._cv.wait_for(lambda: self._reported >= target, timeout)
             return done and self._ok
 
     def close(self, timeout: Optional[float] = None) -> bool:
@@ -289,7 +292,7 @@ class AutosaveWriter:
     def pending(self) -> bool:
         """Whether a state is waiting or being written."""
         with self._cv:
-            return self._finished < self._submitted
+            return self._reported < self._submitted
 
     # ---------------------------------------------------------------- writer side
     def _run(self) -> None:
@@ -332,6 +335,8 @@ class AutosaveWriter:
                 logger.exception("autosave callback failed")
             finally:
                 self._cv.acquire()
+        self._reported = upto
+        self._cv.notify_all()
 
     def _write(self, state: AutosaveState, deltas: list[Delta]) -> None:
         t0 = time.perf_counter()
