@@ -33,3 +33,17 @@ def test_torchrun_two_processes_gloo(tmp_path):
     assert bundle.extra["world_size"] == 2 and bundle.extra["steps"] == 2
     assert torch.load(run / "checkpoint_latest.pt", weights_only=True)["step"] == 2
     assert proc.stdout.strip().splitlines()[-1].endswith("model")  # rank 0 prints the folder
+
+
+def test_rank_device_shares_a_gpu_over_gloo_and_gives_each_gpu_its_own_rank_over_nccl():
+    from nni_widget.train import rank_device
+
+    cuda = torch.device("cuda")
+    # one rank per GPU: NCCL, rank i on GPU i
+    assert rank_device(cuda, 1, 2, 2) == (torch.device("cuda", 1), "nccl")
+    # more ranks than GPUs: they share round-robin and talk over gloo (NCCL refuses a shared GPU)
+    assert rank_device(cuda, 5, 12, 1) == (torch.device("cuda", 0), "gloo")
+    assert rank_device(cuda, 5, 12, 4) == (torch.device("cuda", 1), "gloo")
+    assert rank_device(torch.device("cpu"), 3, 4, 0) == (torch.device("cpu"), "gloo")
+    with pytest.raises(RuntimeError, match="no GPU"):
+        rank_device(cuda, 0, 2, 0)

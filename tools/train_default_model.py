@@ -131,11 +131,28 @@ def _overrides(items: list[str]) -> dict:
     return out
 
 
+def _write_provenance(args, argv, cfg: TrainConfig, previous_steps: int, new_steps: int, wall: float) -> None:
+    provenance = {
+        "command": "python tools/train_default_model.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "seed": cfg.seed,
+        "init": None if args.from_scratch else str(args.init_from or "the previously bundled default model"),
+        "previous_steps": previous_steps,
+        "steps": new_steps,
+        "cumulative_steps": previous_steps + new_steps,
+        "training_wall_s": round(wall, 1),
+        "world_size": int(os.environ.get("WORLD_SIZE", 1)),
+    }
+    (args.run / "provenance.json").write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--run", type=Path, default=REPO / "out" / "default_model_run_v2", help="run directory")
+    parser.add_argument(
+        "--run", "--run-dir", type=Path, default=REPO / "out" / "default_model_run_v2",
+        help="run directory (spell it --run-dir under torchrun, whose own --run-path makes --run ambiguous)",
+    )  # fmt: skip
     parser.add_argument(
         "--dest", type=Path, default=REPO / "src" / "nni_widget" / "data" / "models" / "default"
     )
@@ -154,15 +171,22 @@ def main(argv: list[str] | None = None) -> int:
         "--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
         help="override a TrainConfig field (VALUE is JSON, e.g. --set max_rounds=5 --set n_real=36)",
     )  # fmt: skip
+    parser.add_argument(
+        "--no-eval", action="store_true",
+        help="train and export only (evaluate and install later with --skip-training, e.g. on another machine)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log = logging.getLogger("train_default_model")
 
+    rank = int(os.environ.get("RANK", 0))  # under torchrun only rank 0 writes, evaluates and installs
     args.run.mkdir(parents=True, exist_ok=True)
     base = args.run / "init_model"
     previous_steps = 0
     if not args.from_scratch:
-        if not base.exists():  # a copy: --dest may be overwritten at the end
+        if rank:  # read the source itself: rank 0 may be copying it right now
+            base = args.init_from or default_model_folder()
+        elif not base.exists():  # a copy: --dest may be overwritten at the end
             shutil.copytree(args.init_from or default_model_folder(), base)
         extra = load_model_folder(base).extra
         previous_steps = int(extra.get("cumulative_steps", extra.get("steps", 0)))
@@ -177,12 +201,18 @@ def main(argv: list[str] | None = None) -> int:
     else:
         folder = train(cfg, args.run, resume=not args.no_resume, licence=LICENCE)
     wall = time.time() - t0
+    if rank:
+        return 0
     new_steps = int(load_model_folder(folder).extra["steps"])
     if args.skip_training:
         log.info("evaluating the existing run %s (%d steps)", args.run, new_steps)
     else:
         log.info("trained %d steps in %.0f s; evaluating", new_steps, wall)
 
+    if args.no_eval:
+        _write_provenance(args, argv, cfg, previous_steps, new_steps, wall)
+        log.info("trained %s; evaluate and install it with --run %s --skip-training", folder, args.run)
+        return 0
     new_eval = evaluate(folder)
     old_eval = evaluate(base) if base.exists() else None
     improved = old_eval is None or (
@@ -203,17 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.skip_training and provenance_path.is_file():  # keep the record of the training command
         old = json.loads(provenance_path.read_text(encoding="utf-8"))
         wall, previous_steps = old["training_wall_s"], old["previous_steps"]
-    provenance = {
-        "command": "python tools/train_default_model.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "seed": cfg.seed,
-        "init": None if args.from_scratch else str(args.init_from or "the previously bundled default model"),
-        "previous_steps": previous_steps,
-        "steps": new_steps,
-        "cumulative_steps": previous_steps + new_steps,
-        "training_wall_s": round(wall, 1),
-    }
     if not args.skip_training:
-        provenance_path.write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")
+        _write_provenance(args, argv, cfg, previous_steps, new_steps, wall)
     log.info("phantom mean %.4f (previous %s), real held-out mean %.4f (previous %s), real +5 mean %s "
              "(previous %s), real score %.4f (previous %s): %s",
              new_eval["phantom_mean"], old_eval and old_eval["phantom_mean"], new_eval["real_mean"],

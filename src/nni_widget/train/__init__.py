@@ -23,7 +23,7 @@ from nni_widget.train._augment import (
 from nni_widget.train._config import PROMPT_KINDS, TrainConfig
 from nni_widget.train._data import Interaction, build_input, zscore
 from nni_widget.train._evaluate import evaluate_first_prompt, evaluate_real_held_out, static_prompt
-from nni_widget.train._loop import build_network, dice_ce_loss, read_log, train
+from nni_widget.train._loop import build_network, dice_ce_loss, rank_device, read_log, train
 from nni_widget.train._pools import Item, PhantomPool, Sample, Target, TrainPool, make_sample
 
 __all__ = [
@@ -45,6 +45,7 @@ __all__ = [
     "make_sample",
     "mirror_transpose",
     "random_affine",
+    "rank_device",
     "read_log",
     "spatial_augment",
     "static_prompt",

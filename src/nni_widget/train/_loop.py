@@ -230,13 +230,28 @@ def _distributed() -> tuple[int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
-def _init_distributed(device: torch.device) -> bool:
+def rank_device(device: torch.device, local_rank: int, local_world: int, n_gpus: int) -> tuple[torch.device, str]:
+    """The device and process-group backend of one torchrun rank.
+
+    Each rank takes GPU ``local_rank % n_gpus``. NCCL refuses two ranks on one GPU, so when a node
+    runs more ranks than it has GPUs (several ranks feeding one GPU: sample simulation is CPU work,
+    and one process per core keeps the GPU busy) the ranks talk over gloo, which all-reduces CUDA
+    tensors through host memory. On a CPU device the backend is gloo.
+    """
+    if device.type != "cuda":
+        return device, "gloo"
+    if n_gpus < 1:
+        raise RuntimeError("device 'cuda' was asked for but torch sees no GPU; use device='cpu'")
+    return torch.device("cuda", local_rank % n_gpus), "nccl" if local_world <= n_gpus else "gloo"
+
+
+def _init_distributed(backend: str) -> bool:
     """Join the torchrun process group; True when this call created it (and must destroy it)."""
     import torch.distributed as dist
 
     if dist.is_initialized():
         return False
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    dist.init_process_group(backend)
     return True
 
 
@@ -296,10 +311,14 @@ def train(
     device = _device(cfg.device)
     own_group = False
     if world > 1:
+        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+        n_gpus = torch.cuda.device_count() if device.type == "cuda" else 0
+        device, backend = rank_device(device, int(os.environ.get("LOCAL_RANK", 0)), local_world, n_gpus)
         if device.type == "cuda":
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
             torch.cuda.set_device(device)
-        own_group = _init_distributed(device)
+        if main_rank:
+            logger.info("%d ranks (%d on this node), %s backend, rank 0 on %s", world, local_world, backend, device)
+        own_group = _init_distributed(backend)
     if main_rank:
         out.mkdir(parents=True, exist_ok=True)
         cfg.save(out / "config.json")
