@@ -20,6 +20,7 @@ from nni_widget.train import (
     build_network,
     dice_ce_loss,
     evaluate_first_prompt,
+    evaluate_real_held_out,
     make_sample,
     static_prompt,
     train,
@@ -344,3 +345,34 @@ def test_init_from_a_model_folder_counts_cumulative_steps(tmp_path):
     for k, v in bundle.network.state_dict().items():  # lr 0: the weights are the initial ones
         if v.is_floating_point():
             torch.testing.assert_close(v, w0[k], msg=k)
+
+
+def test_real_structure_evaluation_scores_the_structures_asked_for(monkeypatch):
+    """``structures`` picks which labels are scored (tools/fit_gap.py scores training ones)."""
+    import nni_widget.data as data
+    from nni_widget.io import Volume
+    from nni_widget.train import _evaluate
+
+    labels = np.zeros((40, 40, 40), np.int32)
+    labels[5:12, 5:12, 5:12] = 1
+    labels[25:33, 25:33, 25:33] = 2
+    names = {1: "Caudate_L", 2: "Frontal_Sup_L"}
+    image = Volume((labels == 2).astype(np.float32), (1.0, 1.0, 1.0), np.eye(4))
+    monkeypatch.setattr(data, "load_real", lambda name, cache_dir=None: (image, labels, names))
+
+    class Bright:  # segments the bright voxels of the crop, whatever the prompt
+        def __init__(self, folder):
+            pass
+
+        def __call__(self, img, prompt):
+            return img > 0.5
+
+    monkeypatch.setattr(_evaluate, "_OwnPredictor", Bright)
+    kw = {"sources": ("colin27_aal",), "kinds": ("box",), "use_engine": False}
+    trained = evaluate_real_held_out("unused", structures={"colin27_aal": ["Frontal_Sup_L"]}, **kw)
+    assert set(trained["dice_by_structure"]) == {"colin27_aal/Frontal_Sup_L"}
+    assert trained["dice"]["box"] == 1.0  # the bright cube is this structure
+    held = evaluate_real_held_out("unused", structures={"colin27_aal": ["Caudate_L"]}, **kw)
+    assert held["dice"]["box"] == 0.0  # dark there: each structure is cropped and scored on its own
+    with pytest.raises(ValueError, match="no structure 'Nucleus_X'"):
+        evaluate_real_held_out("unused", structures={"colin27_aal": ["Nucleus_X"]}, **kw)

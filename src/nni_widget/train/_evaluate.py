@@ -16,7 +16,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -160,11 +160,14 @@ def evaluate_real_held_out(
     margin: int = 20,
     use_engine: bool | None = None,
     cache_dir: Any = None,
+    structures: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, Any]:
     """Dice after one static prompt on every held-out real structure (never a training target).
 
     Each structure is cropped with ``margin`` voxels around it (as ``nni_widget.evaluate`` cases
-    are). Sources that cannot be fetched are skipped with a warning.
+    are). Sources that cannot be fetched are skipped with a warning. ``structures`` (source ->
+    label names, default :data:`nni_widget.data.HELD_OUT`) scores other structures the same way,
+    e.g. training ones, to tell underfitting from a generalisation gap (``tools/fit_gap.py``).
 
     Returns:
         ``{"dice": {kind: mean}, "dice_by_structure": {structure: {kind: dice}}, "n_structures",
@@ -184,7 +187,10 @@ def evaluate_real_held_out(
             skipped.append(source)
             continue
         by_name = {n: v for v, n in names.items()}
-        for structure in HELD_OUT[source]:
+        wanted = HELD_OUT[source] if structures is None else structures.get(source, ())
+        for structure in wanted:
+            if structure not in by_name:
+                raise ValueError(f"{source} has no structure {structure!r}; its labels: {sorted(by_name)}")
             image, gt = _crop(np.asarray(volume.array), labels == by_name[structure], margin)
             row = by_structure.setdefault(f"{source}/{structure}", {})
             for kind in kinds:
