@@ -250,3 +250,26 @@ def test_cli_writes_results(tmp_path):
 def test_runs_are_deterministic(tiny_case):
     a, b = (run_case(WatershedMethod(), tiny_case, "point", n_corrections=2, seed=1) for _ in range(2))
     assert a["dice_curve"] == b["dice_curve"]
+
+
+def test_held_out_suite_is_every_held_out_structure_of_every_real_source(monkeypatch):
+    import nni_widget.data as data
+    from nni_widget.data import HELD_OUT
+    from nni_widget.io import Volume
+
+    def fake_load_real(source, cache_dir=None):
+        labels = np.zeros((24, 24, 24 * (len(HELD_OUT[source]) + 1)), np.int32)
+        names = {}
+        for i, name in enumerate(HELD_OUT[source]):
+            labels[8:16, 8:16, 24 * i + 8 : 24 * i + 16] = i + 1
+            names[i + 1] = name
+        labels[8:16, 8:16, -16:-8] = 99  # a training structure: not in the suite
+        names[99] = "Frontal_Sup_L"
+        return Volume(labels.astype(np.float32), (1.0, 1.0, 1.0), np.eye(4)), labels, names
+
+    monkeypatch.setattr(data, "load_real", fake_load_real)
+    cases = load_suite("held_out")
+    expected = [f"{source}/{name}" for source, names in HELD_OUT.items() for name in names]
+    assert [c.name for c in cases] == expected
+    assert "colin27_aal/Pallidum_L" in expected and "mni152_tissue/ventricles" in expected
+    assert all(c.gt.sum() == 8**3 for c in cases)  # each case's own structure, cropped with its margin

@@ -110,12 +110,18 @@ def _quick() -> list[Case]:
     return phantom_cases() + real_cases() + [c for s, names in QUICK_CT.items() for c in real_cases(s, names)]
 
 
+def _held_out() -> list[Case]:
+    from nni_widget.data import HELD_OUT
+
+    return [c for source, names in HELD_OUT.items() for c in real_cases(source, names)]
+
+
 def _tiny() -> list[Case]:
     return phantom_cases(seeds=(0,), kinds=("blob",), shape=(32, 48, 48))
 
 
 #: named suites: a function returning the cases
-SUITES: dict[str, Callable[[], list[Case]]] = {"quick": _quick, "tiny": _tiny}
+SUITES: dict[str, Callable[[], list[Case]]] = {"quick": _quick, "held_out": _held_out, "tiny": _tiny}
 
 
 def load_suite(name: str) -> list[Case]:
