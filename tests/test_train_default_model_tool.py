@@ -1,6 +1,6 @@
 """tools/train_default_model.py: a tiny run end to end, and its install rule (evaluation faked).
 
-The real evaluation (held-out phantoms, real structures, the quick suite's +5-click protocol) is
+The real evaluation (held-out phantoms, real structures, the held-out suite's +5-click protocol) is
 covered by tests/test_train.py and tests/test_evaluate.py; here it is replaced by fixed scores so
 that the rule's every branch is exercised in seconds.
 """
@@ -86,3 +86,40 @@ def test_tool_trains_installs_and_keeps_a_better_model(tmp_path, tool):
 def test_tool_rejects_an_unknown_setting(tmp_path, tool):
     with pytest.raises(SystemExit, match="not_a_field"):
         tool.main(["--run", str(tmp_path / "run"), "--dest", str(tmp_path / "d"), "--set", "not_a_field=1"])
+
+
+def test_train_here_evaluate_elsewhere(tmp_path, tool, monkeypatch):
+    """--no-eval trains and records (as on the GPU machine); --skip-training later evaluates and installs."""
+    dest, run = tmp_path / "dest", tmp_path / "gpu_run"
+    assert tool.main(["--run", str(tmp_path / "run1"), "--dest", str(dest), "--from-scratch", "--steps", "2", *TINY]) == 0
+
+    def no_evaluation(folder):
+        raise AssertionError("--no-eval must not evaluate")
+
+    with monkeypatch.context() as m:
+        m.setattr(tool, "evaluate", no_evaluation)
+        assert tool.main(["--run-dir", str(run), "--init-from", str(dest), "--dest", str(dest), "--no-eval",
+                          "--steps", "3", *TINY]) == 0  # fmt: skip
+    assert not (run / "held_out_eval.json").exists()
+    assert _json(dest / "provenance.json")["cumulative_steps"] == 2  # nothing installed yet
+    prov = _json(run / "provenance.json")
+    assert (prov["previous_steps"], prov["steps"], prov["cumulative_steps"], prov["world_size"]) == (2, 3, 5, 1)
+
+    tool.scores.update(model=(0.5, 0.6), init_model=(0.5, 0.45))
+    assert tool.main(["--run", str(run), "--dest", str(dest), "--skip-training", *TINY]) == 0
+    assert _json(run / "held_out_eval.json")["installed"] is True
+    assert _json(dest / "provenance.json")["cumulative_steps"] == 5
+    assert "--no-eval" in _json(dest / "provenance.json")["command"]  # the training command is kept
+
+
+def test_only_rank_zero_evaluates_and_installs(tmp_path, tool, monkeypatch):
+    """Under torchrun every rank runs the tool; the others return after training, touching nothing."""
+    dest = tmp_path / "dest"
+    assert tool.main(["--run", str(tmp_path / "run1"), "--dest", str(dest), "--from-scratch", "--steps", "2", *TINY]) == 0
+    monkeypatch.setattr(tool, "train", lambda cfg, out, **kw: out)  # a non-zero rank's train() returns the run dir
+    monkeypatch.setenv("RANK", "1")
+    run = tmp_path / "run2"
+    assert tool.main(["--run", str(run), "--init-from", str(dest), "--dest", str(dest), "--steps", "3", *TINY]) == 0
+    assert not (run / "init_model").exists()  # rank 0 makes that copy; rank 1 reads the source itself
+    assert not (run / "provenance.json").exists() and not (run / "held_out_eval.json").exists()
+    assert _json(dest / "provenance.json")["cumulative_steps"] == 2
