@@ -16,6 +16,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from nni_widget.data import _sources as S
 from nni_widget.data._nrrd import NrrdError, read_labelled_nrrd, read_nrrd
@@ -427,3 +428,21 @@ def test_sources_of_one_distribution_share_its_download(tmp_path, monkeypatch):
     assert not (cache / broken.name).exists()  # a sibling that fails its check is left to fetch itself
     with pytest.raises(S.DataFetchError, match="expected"):
         S.fetch(broken.name, cache)
+
+
+def test_real_fetch_brain1_mr_is_training_data_with_pseudo_labels_inside_the_head(tmp_path):
+    from nni_widget.data import prepare_real
+
+    try:  # the same pyradiomics 3.1.0 sdist as the lung CTs
+        S.fetch("brain1_mr", tmp_path)
+    except S.DataFetchError as exc:
+        pytest.skip(f"PyPI unreachable, cannot download the pyradiomics 3.1.0 sdist: {exc}")
+    image, labels, names = S.load_real("brain1_mr", tmp_path)
+    assert image.shape == labels.shape == (25, 256, 256) and np.allclose(image.spacing, (6.5, 0.78125, 0.78125))
+    assert names == {1: "brain_lesion"} and (labels == 1).sum() == 4137
+    assert not S.SOURCES["brain1_mr"].evaluation_only and not S.SOURCES["brain2_mr"].evaluation_only
+    volume = prepare_real("brain1_mr", tmp_path)
+    assert volume.instances.max() == 2  # the lesion's two connected parts
+    # the scan's background is noise, not zeros: no pseudo-label may sit in the air around the head
+    air = ndimage.binary_erosion(~ndimage.binary_fill_holes(image.array > 150), iterations=3)
+    assert volume.pseudo.max() > 100 and not (volume.pseudo[air] > 0).any()

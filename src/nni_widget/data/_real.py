@@ -339,8 +339,7 @@ def prepare_real(
     inst_names = {i: names.get(s, str(s)) for i, s in semantic_of.items()}
     related = related_instances(instances, semantic_of, names)
     if with_pseudo:
-        # grey-ish head voxels: background air is dark on these T1 templates
-        head = ndimage.binary_fill_holes(image > np.percentile(image[image > 0], 20))
+        head = _head_mask(image)
         forbidden = held_mask | held_out_from_shared_space(source, volume, cache_dir)
         if pseudo_method == "regions":
             pseudo = region_pseudo_labels(image, head, forbidden)
@@ -373,6 +372,32 @@ def prepare_real(
     logger.info("%s: %d training instances, %d pseudo-labels, held out %s", source, len(inst_names),
                 manifest["pseudo_labels"], manifest["held_out"])  # fmt: skip
     return RealVolume(source, image, instances, inst_names, related, pseudo, held_mask, manifest)
+
+
+def _head_mask(image: np.ndarray) -> np.ndarray:
+    """The head: the largest connected component of the bright voxels, holes filled.
+
+    On the templates the background is exactly 0 and "bright" is above the 20th percentile of the
+    nonzero voxels. A clinical scan's background is noise with a few zeros: there "bright" is above
+    Otsu's threshold, and the holes are also filled slice by slice, since the dark CSF and bone of a
+    thick-slice scan reach the first and last slices and are not enclosed in 3D.
+    """
+    noisy_background = (image == 0).mean() < 0.2
+    if noisy_background:
+        from skimage.filters import threshold_otsu
+
+        bright = image > threshold_otsu(image)
+    else:
+        bright = image > np.percentile(image[image > 0], 20)
+    components, n = ndimage.label(bright)
+    if n > 1:
+        bright = components == 1 + int(np.argmax(np.bincount(components.ravel())[1:]))
+    head = ndimage.binary_fill_holes(bright)
+    if noisy_background:
+        for axis in range(3):
+            filled = [ndimage.binary_fill_holes(np.take(head, i, axis)) for i in range(head.shape[axis])]
+            head |= np.stack(filled, axis)
+    return head
 
 
 def held_out_from_shared_space(source: str, volume: Any, cache_dir: Any = None) -> np.ndarray:

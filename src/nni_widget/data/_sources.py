@@ -108,13 +108,17 @@ def _build_mni152_tissue(files: Mapping[str, Path]) -> Labelled:
     return image, labels, {1: "grey_matter", 2: "white_matter", 3: "ventricles"}
 
 
-def _build_pyradiomics_lung(files: Mapping[str, Path]) -> Labelled:
-    # The label maps hold one value (1): a single connected finding in the lung (checked when the
-    # source was added; the sha256 pins keep it so).
-    from nni_widget.data._nrrd import read_labelled_nrrd
+def _pyradiomics_builder(structure: str) -> LabelBuilder:
+    """Builder for a pyradiomics test case: its label map holds one value (1), named ``structure``
+    (checked when each source was added; the sha256 pins keep it so)."""
 
-    image, labels = read_labelled_nrrd(files["image"], files["labels"])
-    return load_volume(image), np.asarray(load_volume(labels).array, dtype=np.int32), {1: "lung_lesion"}
+    def build(files: Mapping[str, Path]) -> Labelled:
+        from nni_widget.data._nrrd import read_labelled_nrrd
+
+        image, labels = read_labelled_nrrd(files["image"], files["labels"])
+        return load_volume(image), np.asarray(load_volume(labels).array, dtype=np.int32), {1: structure}
+
+    return build
 
 
 _MNI_NOTICE = (
@@ -132,9 +136,8 @@ _MRICRON_NOTICE = (
 
 _PYRADIOMICS_NOTICE = (
     "pyradiomics 3.1.0 source distribution (PyPI sdist), BSD-3-Clause, Copyright 2017 Harvard Medical "
-    "School (LICENSE.txt). The CT scans and their label maps are pyradiomics' test cases (data/); the "
-    "distribution does not say where the scans come from or who drew the labels. Used for local "
-    "evaluation only; never committed, bundled or trained on."
+    "School (LICENSE.txt). The {what} and their label maps are pyradiomics' test cases (data/); the "
+    "distribution does not say where the scans come from or who drew the labels. {use}"
 )
 _PYRADIOMICS_LICENCE = (
     "BSD-3-Clause (pyradiomics source distribution; the data's upstream origin is not stated in it)"
@@ -142,7 +145,17 @@ _PYRADIOMICS_LICENCE = (
 _PYRADIOMICS_URL = "https://github.com/AIM-Harvard/pyradiomics/blob/master/LICENSE.txt"
 
 
-def _lung_source(name: str, case: str, modality: str, sha256: Mapping[str, str]) -> Source:
+def _pyradiomics_source(
+    name: str, case: str, modality: str, sha256: Mapping[str, str], *, evaluation_only: bool
+) -> Source:
+    lung = case.startswith("lung")
+    structure = "lung_lesion" if lung else "brain_lesion"
+    finding = "one connected soft-tissue finding in the lung" if lung else "a finding in the brain, in one or more connected parts"
+    use = (
+        "Used for local evaluation only; never committed, bundled or trained on."
+        if evaluation_only
+        else "May be trained on locally (BSD-3-Clause permits it); never committed or bundled."
+    )
     return Source(
         name=name,
         kind="sdist",
@@ -154,13 +167,13 @@ def _lung_source(name: str, case: str, modality: str, sha256: Mapping[str, str])
         },  # fmt: skip
         licence=_PYRADIOMICS_LICENCE,
         licence_url=_PYRADIOMICS_URL,
-        notice=_PYRADIOMICS_NOTICE,
+        notice=_PYRADIOMICS_NOTICE.format(what="CT scans" if lung else "MRI scans", use=use),
         modality=modality,
-        labels="1 lung_lesion: the one label value of pyradiomics' label map, as shipped: one connected "
-        "soft-tissue finding in the lung (the distribution does not say what it is or who drew it)",
-        build=_build_pyradiomics_lung,
+        labels=f"1 {structure}: the one label value of pyradiomics' label map, as shipped: {finding} "
+        "(the distribution does not say what it is or who drew it)",
+        build=_pyradiomics_builder(structure),
         sha256=sha256,
-        evaluation_only=True,
+        evaluation_only=evaluation_only,
     )
 
 
@@ -209,7 +222,7 @@ SOURCES: dict[str, Source] = {
                 "names": "1788d6556a9ec056de9867b2382cf1ce1b51b87ae4cfd9cd25de48ae4dde709e",
             },
         ),
-        _lung_source(
+        _pyradiomics_source(
             "lung1_ct",
             "lung1",
             "CT (chest), int16 HU, 0.57x0.57x5 mm, 512x512x48",
@@ -217,8 +230,9 @@ SOURCES: dict[str, Source] = {
                 "image": "379fa48bf34cfa961e6f5ec19c0c38757a30b9aa884212ef28dc29b5061c64ed",
                 "labels": "e9d9a88054d7bc1d3034193ff907ce6b8c6ba28a7bc3a16f23728982d1b6b50a",
             },
+            evaluation_only=True,
         ),
-        _lung_source(
+        _pyradiomics_source(
             "lung2_ct",
             "lung2",
             "CT (chest), int16 HU, 0.63x0.63x5 mm, 512x512x61",
@@ -226,6 +240,31 @@ SOURCES: dict[str, Source] = {
                 "image": "aa2b94eec79127ed786798ac8dc3c013010e1692d5787bebfae1a1e9685a4651",
                 "labels": "cef52738dc51aab69a48fe30639da956d2b911b1c2920439c091fab84727657a",
             },
+            evaluation_only=True,
+        ),
+        # single-subject clinical brain MRI (thick axial slices): real scans
+        # that are neither evaluation volume, for training without touching Colin27 or MNI152
+        _pyradiomics_source(
+            "brain1_mr",
+            "brain1",
+            "MRI (single subject, clinical; T1-weighted in appearance, the sequence is not named), "
+            "0.78x0.78x6.5 mm, 256x256x25",
+            {
+                "image": "fffdb111ee8b428ede7256707393c927a7d5be912f0604cf3c6f1bd5fc9644cf",
+                "labels": "ae6d8e6b84f7e99d68c210ee2fa6aaaefa0b2df0a84f55efca4feebe2b216059",
+            },
+            evaluation_only=False,
+        ),
+        _pyradiomics_source(
+            "brain2_mr",
+            "brain2",
+            "MRI (single subject, clinical; T1-weighted in appearance, the sequence is not named), "
+            "0.78x0.78x6.5 mm, 256x256x23",
+            {
+                "image": "d35a1c6a3e1eb72bae97c5515472fbe057fb38ee8e1e199215d1c3c6f292332e",
+                "labels": "15189c024936ecc337649b9a10c475117c7c40df0d53c22163f9a2023ed741a5",
+            },
+            evaluation_only=False,
         ),
     )
 }
