@@ -4,7 +4,7 @@
 #
 # Here, once (fetches the nibabel wheel the device image lacks, copies the data cache):
 #   bash tools/gpu_train.sh --prepare
-# There, from the repository root, with .whl and .data carried (about 40 MB), e.g.
+# There, from the repository root, with .whl and .data carried (about 45 MB), e.g.
 #   bash tools/gpu_train.sh 560 --set lr=0.0002
 # does, within 560 s of wall time:
 #   1. benchmarks/bench_engine.py on the bundled model, on the GPU, a 300x512x512 volume
@@ -26,7 +26,7 @@ if [[ "${1:-}" == "--prepare" ]]; then
   python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 -d .whl nibabel==5.3.2
   cache="${NNI_WIDGET_DATA:-$HOME/.cache/nni_widget/data}"
-  for source in colin27_aal mni152_tissue lung1_ct lung2_ct; do
+  for source in colin27_aal mni152_tissue lung1_ct lung2_ct brain1_mr brain2_mr; do
     [[ -d "$cache/$source" ]] || { echo "missing $cache/$source: run python -c \"import nni_widget.data as d; d.fetch('$source')\" first" >&2; exit 1; }
     rm -rf ".data/$source" && cp -r "$cache/$source" .data/
   done
