@@ -18,6 +18,10 @@
 # Back here, unpack it under out/ and evaluate (and install, if it wins) on the CPU:
 #   tar xzf run.tgz -C out/ && python tools/train_default_model.py --run out/gpu_run --skip-training
 # The cumulative step count follows the model folder (provenance.json records the world size).
+# NNI_INIT=FOLDER starts from another model folder than the bundled one (carry it too), e.g. the
+# clean-protocol run of session 9 (docs/default_model.md, "Ninth session"):
+#   NNI_INIT=out/clean1_install bash tools/gpu_train.sh 555 --set pseudo_p=0.8 \
+#     --set 'real_sources=["brain1_mr","brain2_mr"]'      (carry .whl, .data, out/clean1_install)
 set -uo pipefail
 
 if [[ "${1:-}" == "--prepare" ]]; then
@@ -60,7 +64,7 @@ train() {  # train RUN_DIR NPROC SECONDS [--set ...]
   local run="$1" nproc="$2" seconds="$3"
   shift 3
   mkdir -p "$run"
-  [[ -d "$run/init_model" ]] || cp -r src/nni_widget/data/models/default "$run/init_model"
+  [[ -d "$run/init_model" ]] || cp -r "${NNI_INIT:-src/nni_widget/data/models/default}" "$run/init_model"
   echo "training $run: $nproc process(es), $seconds s"
   timeout $((seconds + 120)) python3 -m torch.distributed.run --standalone --nproc_per_node "$nproc" \
     tools/train_default_model.py --run-dir "$run" --init-from "$run/init_model" --no-eval \
