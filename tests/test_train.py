@@ -22,6 +22,7 @@ from nni_widget.train import (
     evaluate_first_prompt,
     evaluate_real_held_out,
     make_sample,
+    seen_sources,
     static_prompt,
     train,
     zscore,
@@ -345,6 +346,35 @@ def test_init_from_a_model_folder_counts_cumulative_steps(tmp_path):
     for k, v in bundle.network.state_dict().items():  # lr 0: the weights are the initial ones
         if v.is_floating_point():
             torch.testing.assert_close(v, w0[k], msg=k)
+
+
+def _rewrite_extra(folder, drop=(), **changes):
+    """Rewrite a model folder's training record (``ModelBundle.extra``) in place."""
+    from nni_widget.model._save import _EXTRA_KEY
+
+    path = next(folder.glob("fold_*/checkpoint_final.pth"))
+    ckpt = torch.load(path, weights_only=False)
+    extra = {k: v for k, v in ckpt[_EXTRA_KEY].items() if k not in drop}
+    ckpt[_EXTRA_KEY] = {**extra, **changes}
+    torch.save(ckpt, path)
+
+
+def test_seen_sources_follow_the_lineage_of_the_weights(tmp_path):
+    """A model knows every real source its weights were trained on, through its starting weights
+    too: the bundled model's figures are only held-out figures on volumes outside that set."""
+    first = train(TrainConfig(**TINY, steps=1), tmp_path / "a", progress=False)
+    assert load_model_folder(first).extra["seen_sources"] == []  # phantoms only
+    assert seen_sources(first) == ()
+    # an older export, without the lineage record, that trained on a template: read from train_config
+    train_config = {**load_model_folder(first).extra["train_config"], "real_sources": ["colin27_aal"]}
+    _rewrite_extra(first, drop=("seen_sources",), train_config=train_config)
+    assert seen_sources(first) == ("colin27_aal",)
+    # a continuation on phantoms alone still carries the template, and records it
+    second = train(TrainConfig(**TINY, steps=1, init_checkpoint=str(first)), tmp_path / "b", progress=False)
+    assert load_model_folder(second).extra["seen_sources"] == ["colin27_aal"]
+    # older exports are followed through init_checkpoint
+    _rewrite_extra(second, drop=("seen_sources",))
+    assert seen_sources(second) == ("colin27_aal",)
 
 
 def test_real_structure_evaluation_scores_the_structures_asked_for(monkeypatch):

@@ -123,3 +123,65 @@ def test_only_rank_zero_evaluates_and_installs(tmp_path, tool, monkeypatch):
     assert not (run / "init_model").exists()  # rank 0 makes that copy; rank 1 reads the source itself
     assert not (run / "provenance.json").exists() and not (run / "held_out_eval.json").exists()
     assert _json(dest / "provenance.json")["cumulative_steps"] == 2
+
+
+def test_the_licence_names_each_real_source_of_the_lineage(tool):
+    text = tool.licence_text(["brain2_mr", "brain1_mr"])
+    assert text.splitlines()[0] == "Apache-2.0"
+    text = " ".join(text.split())
+    assert "brain1_mr: pyradiomics 3.1.0" in text and "brain2_mr" in text
+    assert "BSD-3-Clause" in text and "Colin27" not in text and "MNI" not in text
+    templates = tool.licence_text(["colin27_aal", "mni152_tissue"])
+    templates = " ".join(templates.split())
+    assert "GNU General Public License" in templates and "Louis Collins" in templates
+    assert "pyradiomics" not in templates
+    assert "make_phantom only (no real data)" in " ".join(tool.licence_text([]).split())
+
+
+def test_evaluation_volumes_are_never_trained_on_unless_asked(tmp_path, tool, monkeypatch):
+    """The bundled model's real figures must be figures on volumes it never saw."""
+    dest = tmp_path / "dest"
+    assert tool.main(["--run", str(tmp_path / "run1"), "--dest", str(dest), "--from-scratch", "--steps", "2", *TINY]) == 0
+    assert "(no real data)" in " ".join((dest / "LICENSE").read_text().split())
+    assert _json(dest / "provenance.json")["seen_sources"] == []
+    # an evaluation volume among the sources: refused before any training, saying what to do
+    with pytest.raises(SystemExit, match=r"evaluation volumes \['colin27_aal'\].*--allow-evaluation-volumes"):
+        tool.main(["--run", str(tmp_path / "run2"), "--init-from", str(dest), "--dest", str(dest), *TINY,
+                   "--set", 'real_sources=["colin27_aal"]'])  # fmt: skip
+    assert not (tmp_path / "run2" / "checkpoint_latest.pt").exists()
+    # starting weights that saw one count too
+    real_seen = tool.seen_sources  # run3 starts from (a copy of) weights that saw MNI152
+    monkeypatch.setattr(tool, "seen_sources", lambda f: ("mni152_tissue",) if "run3" in str(f) else real_seen(f))
+    with pytest.raises(SystemExit, match=r"\['mni152_tissue'\]"):
+        tool.main(["--run", str(tmp_path / "run3"), "--init-from", str(dest), "--dest", str(dest), "--steps", "2", *TINY])
+    # allowed on request, but such a model is not installed however well it scores
+    tool.scores.update(model=(0.9, 0.9), init_model=(0.5, 0.5))
+    assert tool.main(["--run", str(tmp_path / "run3"), "--init-from", str(dest), "--dest", str(dest), "--steps", "2",
+                      "--allow-evaluation-volumes", *TINY]) == 0  # fmt: skip
+    report = _json(tmp_path / "run3" / "held_out_eval.json")
+    assert report["installed"] is False and "mni152_tissue" in report["decision"]
+    assert _json(dest / "provenance.json")["cumulative_steps"] == 2
+
+
+def test_install_rule_against_a_model_that_saw_evaluation_volumes(tool):
+    """Against such a model (every bundled one up to session 9) the +5-click mean decides."""
+    new = {"phantom_mean": 0.60, "real_score": 0.50, "real_plus5_mean": 0.65}
+    old = {"phantom_mean": 0.61, "real_score": 0.53, "real_plus5_mean": 0.62}
+    decide = tool._install_decision
+    assert decide(new, old, (), ("brain1_mr",), 0.03)[0] is False  # a clean baseline: the real score
+    ok, why = decide(new, old, ("brain1_mr",), ("colin27_aal", "mni152_tissue"), 0.03)
+    assert ok and "+5-click mean only" in why
+    assert decide({**new, "real_plus5_mean": 0.61}, old, (), ("colin27_aal",), 0.03)[0] is False
+    assert decide({**new, "phantom_mean": 0.50}, old, (), ("colin27_aal",), 0.03)[0] is False  # phantom drop
+    assert decide(new, None, (), (), 0.03) == (True, "nothing to compare with")
+    assert decide(new, None, ("lung1_ct",), (), 0.03)[0] is False
+
+
+def test_a_run_from_scratch_is_compared_with_the_installed_model(tmp_path, tool):
+    dest = tmp_path / "dest"
+    assert tool.main(["--run", str(tmp_path / "run1"), "--dest", str(dest), "--from-scratch", "--steps", "2", *TINY]) == 0
+    tool.scores.update(model=(0.5, 0.4), dest=(0.5, 0.45))
+    assert tool.main(["--run", str(tmp_path / "run2"), "--dest", str(dest), "--from-scratch", "--steps", "3", *TINY]) == 0
+    report = _json(tmp_path / "run2" / "held_out_eval.json")
+    assert report["installed"] is False and report["previous"]["folder"] == str(dest)
+    assert _json(dest / "provenance.json")["steps"] == 2

@@ -466,6 +466,7 @@ def train(
             "train_config": cfg.to_dict(),
             "steps": step,
             "cumulative_steps": _initial_steps(cfg) + step,
+            "seen_sources": list(_lineage_sources(cfg)),
             "seconds": round(elapsed, 1),
             "world_size": world,
         },
@@ -484,6 +485,36 @@ def _initial_steps(cfg: TrainConfig) -> int:
 
     extra = load_model_folder(cfg.init_checkpoint).extra
     return int(extra.get("cumulative_steps", extra.get("steps", 0)))
+
+
+def _lineage_sources(cfg: TrainConfig) -> tuple[str, ...]:
+    """Real sources a run's weights have seen: its own and those behind ``init_checkpoint``."""
+    seen = set(cfg.real_sources)
+    if cfg.init_checkpoint:
+        seen |= set(seen_sources(cfg.init_checkpoint))
+    return tuple(sorted(seen))
+
+
+def seen_sources(model: str | os.PathLike[str]) -> tuple[str, ...]:
+    """Names of the real sources (``nni_widget.data.SOURCES``) whose volumes a model folder's weights
+    were trained on, the weights it was continued from included.
+
+    Models exported by :func:`train` record the whole lineage (``extra["seen_sources"]``). For older
+    ones the run's ``real_sources`` are read from ``extra["train_config"]`` and its
+    ``init_checkpoint`` is followed while that folder still exists; a model without a training
+    record (e.g. the official weights) gives ``()`` (nothing known, not nothing seen).
+    """
+    from nni_widget.model import load_model_folder
+
+    extra = load_model_folder(model, device="cpu").extra
+    if "seen_sources" in extra:
+        return tuple(extra["seen_sources"])
+    cfg = extra.get("train_config") or {}
+    seen = set(cfg.get("real_sources") or ())
+    init = cfg.get("init_checkpoint")
+    if init and Path(init).is_dir() and Path(init).resolve() != Path(model).resolve():
+        seen |= set(seen_sources(init))
+    return tuple(sorted(seen))
 
 
 def _time_up(cfg: TrainConfig, elapsed: float, world: int, device: torch.device) -> bool:
