@@ -446,3 +446,27 @@ def test_real_fetch_brain1_mr_is_training_data_with_pseudo_labels_inside_the_hea
     # the scan's background is noise, not zeros: no pseudo-label may sit in the air around the head
     air = ndimage.binary_erosion(~ndimage.binary_fill_holes(image.array > 150), iterations=3)
     assert volume.pseudo.max() > 100 and not (volume.pseudo[air] > 0).any()
+
+
+def test_real_fetch_itk_t1_tissue_is_a_third_training_head(tmp_path):
+    from nni_widget.data import HELD_OUT, prepare_real
+
+    try:  # a 1.7 MB Debian package (ITK's examples)
+        S.fetch("itk_t1_tissue", tmp_path)
+    except S.DataFetchError as exc:
+        pytest.skip(f"the Debian archive is unreachable, cannot download insighttoolkit5-examples: {exc}")
+    image, labels, names = S.load_real("itk_t1_tissue", tmp_path)
+    assert image.shape == labels.shape and sorted(image.shape) == [62, 128, 128]
+    assert sorted(np.round(image.spacing, 3)) == [2.0, 2.0, 3.0]
+    assert names == {1: "csf", 2: "grey_matter", 3: "white_matter"}
+    assert np.bincount(labels.ravel()).tolist()[1:] == [24061, 57084, 47201]
+    # the classes are ordered by T1 intensity, as their names say: CSF dark, white matter bright
+    means = [float(image.array[labels == k].mean()) for k in (1, 2, 3)]
+    assert means == sorted(means)
+    assert not S.SOURCES["itk_t1_tissue"].evaluation_only and "itk_t1_tissue" not in HELD_OUT
+    manifest = json.loads((tmp_path / "itk_t1_tissue" / "manifest.json").read_text())
+    assert manifest["package"] == "insighttoolkit5-examples" and manifest["licence"].startswith("Apache-2.0")
+    volume = prepare_real("itk_t1_tissue", tmp_path)
+    head = ndimage.binary_fill_holes(image.array > 0)
+    assert volume.pseudo.max() > 100 and not (volume.pseudo[~head] > 0).any()
+    assert volume.instances.max() >= 3  # the three tissue classes (each one connected piece or more)

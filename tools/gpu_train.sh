@@ -30,7 +30,7 @@ if [[ "${1:-}" == "--prepare" ]]; then
   python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 -d .whl nibabel==5.3.2
   cache="${NNI_WIDGET_DATA:-$HOME/.cache/nni_widget/data}"
-  for source in colin27_aal mni152_tissue lung1_ct lung2_ct brain1_mr brain2_mr; do
+  for source in colin27_aal mni152_tissue lung1_ct lung2_ct brain1_mr brain2_mr itk_t1_tissue; do
     [[ -d "$cache/$source" ]] || { echo "missing $cache/$source: run python -c \"import nni_widget.data as d; d.fetch('$source')\" first" >&2; exit 1; }
     rm -rf ".data/$source" && cp -r "$cache/$source" .data/
   done

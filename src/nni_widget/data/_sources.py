@@ -121,6 +121,26 @@ def _pyradiomics_builder(structure: str) -> LabelBuilder:
     return build
 
 
+def _build_itk_t1_tissue(files: Mapping[str, Path]) -> Labelled:
+    # ITK's k-means test classes (6 intensity classes of the whole head) kept inside its skull-strip
+    # mask (values 5 and 6 there are brain; 0 and 4 are not), where the three classes present are,
+    # by their mean T1 intensity (48, 76, 101 of 255), CSF, grey and white matter.
+    image = load_volume(files["image"])
+    classes = np.asarray(load_volume(files["classes"]).array)
+    brain = np.asarray(load_volume(files["brain"]).array) >= 5
+    labels = np.zeros(image.shape, np.int32)
+    for value, label in ((4, 1), (5, 2), (6, 3)):
+        labels[brain & (classes == value)] = label
+    return image, labels, {1: "csf", 2: "grey_matter", 3: "white_matter"}
+
+
+_ITK_NOTICE = (
+    "Debian insighttoolkit5-examples (ITK 5.2.1 examples), debian/copyright 'Files: *' Apache-2.0 "
+    "(Copyright 1999-2019 Insight Software Consortium, 2020 NumFOCUS). The T1 head scan and its "
+    "k-means classes and skull-strip mask are ITK's example data (Examples/Data/KmeansTest_*); the "
+    "package does not say whose scan it is. May be trained on locally; never committed or bundled."
+)
+
 _MNI_NOTICE = (
     "MNI ICBM152 non-linear symmetric 2009a template (Fonov et al. 2009/2011), copyright "
     "Louis Collins, McConnell Brain Imaging Centre, MNI, McGill University: use, copy, modify and "
@@ -241,6 +261,31 @@ SOURCES: dict[str, Source] = {
                 "labels": "cef52738dc51aab69a48fe30639da956d2b911b1c2920439c091fab84727657a",
             },
             evaluation_only=True,
+        ),
+        # a third real head MRI, neither evaluation volume: ITK's k-means example scan
+        Source(
+            name="itk_t1_tissue",
+            kind="deb",
+            package="insighttoolkit5-examples",
+            version="5.2.1-5+deb12u1",
+            members={
+                role: f"./usr/share/doc/insighttoolkit5-examples/examples/Data/KmeansTest_T1{f}.nii.gz"
+                for role, f in (("image", "UCharRaw"), ("classes", "KmeansPrelimSegmentation"),
+                                ("brain", "RawSkullStrip"))
+            },  # fmt: skip
+            licence="Apache-2.0 (as declared by debian/copyright)",
+            licence_url="https://metadata.ftp-master.debian.org/changelogs/main/i/insighttoolkit5/"
+            "insighttoolkit5_5.2.1-5+deb12u1_copyright",
+            notice=_ITK_NOTICE,
+            modality="MRI T1 (single subject, whole head), 2x2x3 mm, 128x128x62",
+            labels="1 CSF, 2 grey matter, 3 white matter: ITK's k-means intensity classes inside its "
+            "skull-strip mask (an intensity clustering, not a tracing)",
+            build=_build_itk_t1_tissue,
+            sha256={
+                "image": "e0e5975587f3f7916804bdd317c493cdb99cdb3703bf2671d458528f62510327",
+                "classes": "8f48a7ced6d27644489b8a2fc8084bf6594560d05f8997ad4327b6353d11f342",
+                "brain": "f3ca85fa9559f7cc4b7c3ca862355cf0e7351505bdc62e3144b7fe6f6da37f3b",
+            },
         ),
         # single-subject clinical brain MRI (thick axial slices): real scans
         # that are neither evaluation volume, for training without touching Colin27 or MNI152
