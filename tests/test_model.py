@@ -524,13 +524,14 @@ def test_average_models_tool_writes_the_mean_weights_and_loads(tmp_path, tiny_mo
     torch.manual_seed(1)
     other = save_model_folder(build_network_from_plans(plans, configuration), tmp_path / "other", plans=plans,
                               configuration=configuration, interaction_decay=0.9,
-                              extra={"cumulative_steps": 700}).parents[1]
+                              extra={"cumulative_steps": 700, "seen_sources": ["brain1_mr"]}).parents[1]
     out = tool.average_folders(tiny_model, other, tmp_path / "soup", 0.25)
     # the record keeps both lineages; a run continuing from the soup counts on from the longer one
     extra = load_model_folder(out, device="cpu").extra
     assert extra["cumulative_steps"] == 700
     assert extra["weight_average"]["weight_a"] == 0.25
     assert [extra["weight_average"][k]["cumulative_steps"] for k in "ab"] == [0, 700]
+    assert extra["seen_sources"] == ["brain1_mr"]  # B's real sources, though A's metadata is copied
     wa = load_model_folder(tiny_model, device="cpu").network.state_dict()
     wb = load_model_folder(other, device="cpu").network.state_dict()
     ws = load_model_folder(out, device="cpu").network.state_dict()

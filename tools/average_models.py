@@ -23,6 +23,7 @@ import torch
 
 from nni_widget.model._layout import _EXTRA_KEY  # where save_model_folder keeps its metadata
 from nni_widget.model._weights import _safe_torch_load  # weights-only unpickling with the allow-list
+from nni_widget.train import seen_sources
 
 logger = logging.getLogger("average_models")
 
@@ -77,6 +78,9 @@ def _average_extra(ea, eb, a: Path, b: Path, weight: float) -> dict:
         "b": {"folder": str(b), "cumulative_steps": sb},
     }
     extra["cumulative_steps"] = max(sa, sb)
+    # the weights carry what both parents saw (what the default-model tool checks against its
+    # evaluation volumes, and what the LICENSE notice must name)
+    extra["seen_sources"] = sorted(set(seen_sources(a)) | set(seen_sources(b)))
     return extra
 
 
