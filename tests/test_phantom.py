@@ -129,3 +129,10 @@ def test_default_model_folder_is_loadable():
     assert bundle.licence_id == "Apache-2.0"
     assert (folder / "config.json").is_file() and (folder / "train_log.csv").is_file()
     assert sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) < 10_000_000
+    # trained on real MRI, but never on a volume of the held-out evaluation, and its LICENSE
+    # names every real source behind its weights
+    from nni_widget.train import seen_sources
+
+    seen = seen_sources(folder)
+    assert seen and not set(seen) & set(data.HELD_OUT)
+    assert all(name in bundle.licence for name in seen)
