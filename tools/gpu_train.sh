@@ -18,10 +18,11 @@
 # Back here, unpack it under out/ and evaluate (and install, if it wins) on the CPU:
 #   tar xzf run.tgz -C out/ && python tools/train_default_model.py --run out/gpu_run --skip-training
 # The cumulative step count follows the model folder (provenance.json records the world size).
-# NNI_INIT=FOLDER starts from another model folder than the bundled one (carry it too), e.g. the
-# clean-protocol run of session 9 (docs/default_model.md, "Ninth session"):
-#   NNI_INIT=out/clean1_install bash tools/gpu_train.sh 555 --set pseudo_p=0.8 \
-#     --set 'real_sources=["brain1_mr","brain2_mr"]'      (carry .whl, .data, out/clean1_install)
+# NNI_INIT=FOLDER starts from another model folder than the bundled one (carry it too). The bundled
+# model (run_clean1 since session 10) and the tool's default recipe (brain1_mr, brain2_mr,
+# pseudo_p 0.8) never touch an evaluation volume; a starting model that did is refused
+# (docs/default_model.md, "Tenth session"). On the CPU, longer runs of that recipe overfit its two
+# training heads: GPU steps pay off once there is more real training data.
 set -uo pipefail
 
 if [[ "${1:-}" == "--prepare" ]]; then
