@@ -210,6 +210,34 @@ def test_real_volume_with_pseudo_labels_only():
         real_item(vol, cfg, rng, augment_params(cfg))
 
 
+def test_pseudo_only_sources_keep_their_pseudo_labels_as_the_only_targets(monkeypatch):
+    """Whole-tissue labels (itk_t1_tissue) can be left out while the source's anatomy still trains."""
+    import dataclasses
+
+    import nni_widget.data as data
+    from nni_widget.train._loop import prepare_real_data
+
+    vol = _fake_real_volume()
+    assert vol.instances.any() and vol.pseudo.any()
+    monkeypatch.setattr(data, "prepare_real", lambda name, **kw: dataclasses.replace(vol, source=name))
+    cfg = TrainConfig(**TINY_TRAIN, real_sources=("a", "b"), pseudo_only_sources=("b",),
+                      n_real=2, real_min_edge=24, real_max_edge=48)  # fmt: skip
+    a, b = prepare_real_data(cfg)
+    assert (a.instances == vol.instances).all() and a.names == vol.names
+    assert not b.instances.any() and b.names == {} and b.related == {}
+    assert (b.pseudo == vol.pseudo).all() and b.manifest["training_instances"] == 0
+    assert b.manifest["instances_dropped"] == "pseudo_only_sources"
+    rng = np.random.default_rng(4)
+    for _ in range(4):
+        assert all(t.layer == 1 for t in real_item(b, cfg, rng, augment_params(cfg)).targets)
+    with pytest.raises(ValueError, match="pseudo_only_sources"):
+        TrainConfig(real_sources=("a",), pseudo_only_sources=("c",))
+    monkeypatch.setattr(data, "prepare_real",
+                        lambda name, **kw: dataclasses.replace(vol, source=name, pseudo=np.zeros_like(vol.pseudo)))
+    with pytest.raises(ValueError, match="no pseudo-labels"):
+        prepare_real_data(cfg)
+
+
 def test_pool_mixes_phantoms_and_real_and_samples_use_simulated_users():
     vol = _fake_real_volume()
     cfg = TrainConfig(**TINY_TRAIN, n_real=3, real_min_edge=24, real_max_edge=48, max_rounds=3)

@@ -87,6 +87,10 @@ class TrainConfig:
             structures are never targets). Empty: phantoms only.
         n_real: real crops in the pool (beside ``n_phantoms`` phantoms) when ``real_sources`` is set.
         pseudo_p: probability that a real crop is centred on a pseudo-label.
+        pseudo_only_sources: real sources (of ``real_sources``) whose labelled instances are never
+            targets, only their pseudo-labels: for labels that are whole tissues rather than
+            objects (``itk_t1_tissue``'s CSF / grey / white matter, which taught a run to fill
+            grey matter from a click on a nucleus; docs/default_model.md, "Tenth session").
         pseudo_method: how pseudo-labels are made (``nni_widget.data.prepare_real``): ``"slic"``
             supervoxels (cut homogeneous tissue along arbitrary lines) or ``"regions"``
             (intensity classes split at their necks, so their outer boundaries are image edges).
@@ -164,6 +168,7 @@ class TrainConfig:
     real_sources: tuple[str, ...] = ()
     n_real: int = 24
     pseudo_p: float = 0.25
+    pseudo_only_sources: tuple[str, ...] = ()
     pseudo_method: str = "slic"
     real_margin: tuple[int, int] = (8, 32)
     real_min_edge: int = 48
@@ -193,6 +198,12 @@ class TrainConfig:
         self.real_margin = tuple(int(v) for v in self.real_margin)  # type: ignore[assignment]
         self.users = tuple(str(u) for u in self.users)
         self.real_sources = tuple(str(r) for r in self.real_sources)
+        self.pseudo_only_sources = tuple(str(r) for r in self.pseudo_only_sources)
+        if set(self.pseudo_only_sources) - set(self.real_sources):
+            raise ValueError(
+                f"pseudo_only_sources {self.pseudo_only_sources} must name sources of real_sources "
+                f"{self.real_sources}"
+            )
         from nni_widget.simulation import USERS
 
         if not self.users or set(self.users) - set(USERS):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import json
 import logging
 import os
@@ -256,10 +257,25 @@ def _init_distributed(backend: str) -> bool:
 
 
 def prepare_real_data(cfg: TrainConfig) -> list:
-    """The prepared real volumes of ``cfg.real_sources`` (held-out structures removed)."""
+    """The prepared real volumes of ``cfg.real_sources`` (held-out structures removed); those of
+    ``cfg.pseudo_only_sources`` keep their pseudo-labels only."""
     from nni_widget.data import prepare_real
 
-    return [prepare_real(name, pseudo_method=cfg.pseudo_method) for name in cfg.real_sources]
+    volumes = [prepare_real(name, pseudo_method=cfg.pseudo_method) for name in cfg.real_sources]
+    return [_without_instances(v) if v.source in cfg.pseudo_only_sources else v for v in volumes]
+
+
+def _without_instances(volume):
+    """``volume`` with no labelled training instance (its pseudo-labels stay the only targets)."""
+    if not volume.pseudo.any():
+        raise ValueError(
+            f"{volume.source} is in pseudo_only_sources but has no pseudo-labels: it would give no "
+            "training target; remove it from pseudo_only_sources"
+        )
+    manifest = {**volume.manifest, "training_instances": 0, "instances_dropped": "pseudo_only_sources"}
+    return dataclasses.replace(
+        volume, instances=np.zeros_like(volume.instances), names={}, related={}, manifest=manifest
+    )
 
 
 def _init_weights_from(net: torch.nn.Module, folder: str) -> None:
