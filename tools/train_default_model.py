@@ -330,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
             old["seen_sources"] = list(new_seen)
             provenance_path.write_text(json.dumps(old, indent=2) + "\n", encoding="utf-8")
     if not args.skip_training:
-        _write_provenance(args, argv, cfg, previous_steps, new_steps, wall, seen_sources(folder))
+        _write_provenance(args, argv, cfg, previous_steps, new_steps, wall, new_seen)
     log.info("phantom mean %.4f (previous %s), real held-out mean %.4f (previous %s), real +5 mean %s "
              "(previous %s), real score %.4f (previous %s): %s",
              new_eval["phantom_mean"], old_eval and old_eval["phantom_mean"], new_eval["real_mean"],
