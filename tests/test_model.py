@@ -21,6 +21,7 @@ from nni_widget.model import (
     build_network_from_plans,
     load_model_folder,
     make_plans,
+    read_model_extra,
     resolve_configuration,
     save_model_folder,
 )
@@ -41,7 +42,7 @@ def test_public_names_are_the_checkpoint_and_network_api():
     assert len(model.__all__) == len(set(model.__all__))
     assert set(model.__all__) == {
         "CheckpointError", "ModelBundle", "NetworkConfigError", "ResEncUNet", "build_network_from_plans",
-        "load_model_folder", "make_plans", "resolve_configuration", "save_model_folder",
+        "load_model_folder", "make_plans", "read_model_extra", "resolve_configuration", "save_model_folder",
     }  # fmt: skip
     assert set(_checkpoint.__all__) <= set(model.__all__)  # built from it, not copied
     for name in model.__all__:
@@ -306,6 +307,32 @@ def test_save_load_round_trip(tmp_path):
         w["encoder.stem.convs.0.conv.weight"].data_ptr()
         == w["decoder.encoder.stem.convs.0.all_modules.0.weight"].data_ptr()
     )
+
+
+@pytest.mark.parametrize("zip_format", [True, False], ids=["zip", "legacy"])
+def test_read_model_extra_reads_the_metadata_without_the_network(tmp_path, zip_format, monkeypatch):
+    folder = tmp_path / "ours"
+    _tiny_folder(folder, extra={"steps": 12, "seen_sources": ["brain1_mr"]})
+    pth = folder / "fold_0" / "checkpoint_final.pth"
+    torch.save(torch.load(pth, weights_only=True), pth, _use_new_zipfile_serialization=zip_format)
+    from nni_widget.model import _checkpoint
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("read_model_extra must not build the network")
+
+    monkeypatch.setattr(_checkpoint, "build_network_from_plans", no_network)
+    assert read_model_extra(folder) == {"steps": 12, "seen_sources": ["brain1_mr"]}
+    # A checkpoint without our metadata (the official layout) gives an empty dict.
+    raw = torch.load(pth, weights_only=True)
+    del raw[_checkpoint._EXTRA_KEY]
+    torch.save(raw, pth, _use_new_zipfile_serialization=zip_format)
+    assert read_model_extra(folder) == {}
+    # The same errors as load_model_folder: a missing fold, a truncated file.
+    with pytest.raises(CheckpointError, match="fold_3"):
+        read_model_extra(folder, fold=3)
+    pth.write_bytes(pth.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        read_model_extra(folder)
 
 
 def test_save_rejects_mismatched_network(tmp_path):

@@ -45,7 +45,7 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # leave the other cores to whoever shares the machine
 
 from nni_widget.data import HELD_OUT, SOURCES, default_model_folder  # noqa: E402
-from nni_widget.model import load_model_folder  # noqa: E402
+from nni_widget.model import read_model_extra  # noqa: E402
 from nni_widget.train import (  # noqa: E402
     TrainConfig,
     evaluate_first_prompt,
@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
             base = args.init_from or default_model_folder()
         elif not base.exists():  # a copy: --dest may be overwritten at the end
             shutil.copytree(args.init_from or default_model_folder(), base)
-        extra = load_model_folder(base).extra
+        extra = read_model_extra(base)
         previous_steps = int(extra.get("cumulative_steps", extra.get("steps", 0)))
     cfg = TrainConfig.from_dict({
         **DEFAULT_CONFIG.to_dict(), "steps": args.steps, "time_limit_s": args.time_limit,
@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.time() - t0
     if rank:
         return 0
-    new_steps = int(load_model_folder(folder).extra["steps"])
+    new_steps = int(read_model_extra(folder)["steps"])
     if args.skip_training:
         log.info("evaluating the existing run %s (%d steps)", args.run, new_steps)
     else:

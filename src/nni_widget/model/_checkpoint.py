@@ -69,6 +69,7 @@ __all__ = [
     "CheckpointError",
     "ModelBundle",
     "load_model_folder",
+    "read_model_extra",
     "save_model_folder",
 ]
 
@@ -214,6 +215,34 @@ def load_model_folder(
         device,
     )
     return bundle
+
+
+def read_model_extra(
+    folder: str | os.PathLike[str],
+    *,
+    fold: int | str | None = None,
+    checkpoint_name: str = CHECKPOINT_FILE,
+) -> dict[str, Any]:
+    """The extra metadata of a checkpoint folder (``ModelBundle.extra``) without building the network.
+
+    Reads the checkpoint memory-mapped, so the weights' bytes are not read: cheap even for the
+    official weights' folder. Use it for lineage, step counts and training records; use
+    :func:`load_model_folder` to run the model.
+
+    Raises:
+        CheckpointError: As :func:`load_model_folder` for a missing folder, fold or file, or a
+            checkpoint that is unreadable or refused for safety.
+    """
+    folder = Path(folder).expanduser()
+    _check_folder(folder)
+    ckpt_path = _pick_fold(folder, fold) / checkpoint_name
+    if not ckpt_path.is_file():
+        raise CheckpointError(f"{ckpt_path.parent} has no {checkpoint_name}")
+    checkpoint = _safe_torch_load(ckpt_path, map_location="cpu", mmap=True)
+    if not isinstance(checkpoint, Mapping):
+        raise CheckpointError(f"{ckpt_path}: not a trainer checkpoint (no 'network_weights' entry)")
+    extra = checkpoint.get(_EXTRA_KEY)
+    return dict(extra) if isinstance(extra, Mapping) else {}
 
 
 def _configuration_of(checkpoint: Mapping[str, Any], plans: Mapping[str, Any], source: Path) -> str:

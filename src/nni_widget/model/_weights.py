@@ -60,8 +60,11 @@ def _unpickler_reason(message: str) -> str:
     return specific[0] if specific else (lines[0] if lines else "no details")
 
 
-def _safe_torch_load(path: Path, map_location: torch.device | str) -> Any:
+def _safe_torch_load(path: Path, map_location: torch.device | str, *, mmap: bool = False) -> Any:
     """``torch.load`` restricted to tensors, containers, numbers and numpy scalars.
+
+    With ``mmap`` the tensors' bytes stay on disk until touched (the file must be in torch's zip
+    format; older files are read whole), so reading only the metadata of a large checkpoint is cheap.
 
     Raises:
         CheckpointError: Unreadable/truncated file, or a pickle asking for anything outside the
@@ -69,6 +72,8 @@ def _safe_torch_load(path: Path, map_location: torch.device | str) -> Any:
     """
     try:
         with torch.serialization.safe_globals(_numpy_safe_globals()):
+            if mmap and zipfile.is_zipfile(path):
+                return torch.load(path, map_location=map_location, weights_only=True, mmap=True)
             return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         # Raised by the restricted unpickler, i.e. before anything the pickle asks for is called.

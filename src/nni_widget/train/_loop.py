@@ -497,9 +497,9 @@ def _initial_steps(cfg: TrainConfig) -> int:
     """Steps behind the weights a run started from (``init_checkpoint``), 0 from scratch."""
     if not cfg.init_checkpoint:
         return 0
-    from nni_widget.model import load_model_folder
+    from nni_widget.model import read_model_extra
 
-    extra = load_model_folder(cfg.init_checkpoint).extra
+    extra = read_model_extra(cfg.init_checkpoint)
     return int(extra.get("cumulative_steps", extra.get("steps", 0)))
 
 
@@ -520,9 +520,9 @@ def seen_sources(model: str | os.PathLike[str]) -> tuple[str, ...]:
     ``init_checkpoint`` is followed while that folder still exists; a model without a training
     record (e.g. the official weights) gives ``()`` (nothing known, not nothing seen).
     """
-    from nni_widget.model import load_model_folder
+    from nni_widget.model import read_model_extra
 
-    extra = load_model_folder(model, device="cpu").extra
+    extra = read_model_extra(model)
     if "seen_sources" in extra:
         return tuple(extra["seen_sources"])
     cfg = extra.get("train_config") or {}
