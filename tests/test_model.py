@@ -22,6 +22,7 @@ from nni_widget.model import (
     load_model_folder,
     make_plans,
     read_model_extra,
+    read_model_licence,
     resolve_configuration,
     save_model_folder,
 )
@@ -42,7 +43,8 @@ def test_public_names_are_the_checkpoint_and_network_api():
     assert len(model.__all__) == len(set(model.__all__))
     assert set(model.__all__) == {
         "CheckpointError", "ModelBundle", "NetworkConfigError", "ResEncUNet", "build_network_from_plans",
-        "load_model_folder", "make_plans", "read_model_extra", "resolve_configuration", "save_model_folder",
+        "load_model_folder", "make_plans", "read_model_extra", "read_model_licence", "resolve_configuration",
+        "save_model_folder",
     }  # fmt: skip
     assert set(_checkpoint.__all__) <= set(model.__all__)  # built from it, not copied
     for name in model.__all__:
@@ -263,6 +265,8 @@ def test_licence_file_is_kept_and_logged(small_ckpt, tmp_path, caplog):
     assert bundle.licence.startswith("CC BY-NC-SA 4.0\nhttps://")
     assert bundle.licence_id == "CC BY-NC-SA 4.0"
     assert "CC BY-NC-SA 4.0" in caplog.text
+    assert read_model_licence(folder) == bundle.licence  # the same text, without building the network
+    assert read_model_licence(small_ckpt) is None  # the --small fake is not the official configuration
 
 
 def test_save_load_round_trip(tmp_path):
@@ -322,6 +326,9 @@ def test_read_model_extra_reads_the_metadata_without_the_network(tmp_path, zip_f
 
     monkeypatch.setattr(_checkpoint, "build_network_from_plans", no_network)
     assert read_model_extra(folder) == {"steps": 12, "seen_sources": ["brain1_mr"]}
+    assert read_model_licence(folder) is None  # saved without one
+    (folder / "LICENSE").write_text("Apache-2.0\n\nnotes\n")
+    assert read_model_licence(folder) == "Apache-2.0\n\nnotes"
     # A checkpoint without our metadata (the official layout) gives an empty dict.
     raw = torch.load(pth, weights_only=True)
     del raw[_checkpoint._EXTRA_KEY]
@@ -573,3 +580,13 @@ def test_average_models_tool_writes_the_mean_weights_and_loads(tmp_path, tiny_mo
     # aliases of one storage (the official layout's repeated names) stay shared: the file does not grow
     size = (tiny_model / "fold_0" / "checkpoint_final.pth").stat().st_size
     assert (out / "fold_0" / "checkpoint_final.pth").stat().st_size < 1.2 * size
+    # the licence: A's when B's weights are permissive; B's (it binds the average) when they are not
+    a_licence = load_model_folder(tiny_model, device="cpu").licence
+    assert load_model_folder(out, device="cpu").licence_id == "UNKNOWN"  # B carries none
+    (other / "LICENSE").write_text("MIT\n")
+    soup = tool.average_folders(tiny_model, other, tmp_path / "soup_mit")
+    assert load_model_folder(soup, device="cpu").licence == a_licence
+    (other / "LICENSE").write_text("CC BY-NC-SA 4.0\n")
+    soup = tool.average_folders(tiny_model, other, tmp_path / "soup_nc")
+    text = load_model_folder(soup, device="cpu").licence
+    assert text.splitlines()[0] == "CC BY-NC-SA 4.0" and "averaged with" in " ".join(text.split())

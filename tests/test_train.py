@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from nni_widget.train import (
     TrainConfig,
     build_input,
     build_network,
+    derived_licence,
     dice_ce_loss,
     evaluate_first_prompt,
     evaluate_real_held_out,
@@ -375,6 +377,34 @@ def test_seen_sources_follow_the_lineage_of_the_weights(tmp_path):
     # older exports are followed through init_checkpoint
     _rewrite_extra(second, drop=("seen_sources",))
     assert seen_sources(second) == ("colin27_aal",)
+
+
+def test_a_model_trained_from_restricted_weights_carries_their_licence(tmp_path, caplog):
+    """Weights adapted from the official ones (CC BY-NC-SA 4.0) stay under that licence: the export
+    must not relabel them with the run's own (e.g. the project's Apache-2.0)."""
+    start = train(TrainConfig(**TINY, steps=1), tmp_path / "start", progress=False)
+    (start / "LICENSE").write_text("CC BY-NC-SA 4.0\nhttps://creativecommons.org/licenses/by-nc-sa/4.0/\n")
+    run_text = "Apache-2.0\n\nnotice: trained on phantoms\n"
+    cfg = TrainConfig(**TINY, steps=1, init_checkpoint=str(start))
+    with caplog.at_level(logging.WARNING, logger="nni_widget.train"):
+        out = train(cfg, tmp_path / "nc", progress=False, licence=run_text)
+    bundle = load_model_folder(out)
+    assert bundle.licence_id == "CC BY-NC-SA 4.0"
+    assert "by-nc-sa/4.0" in bundle.licence and "notice: trained on phantoms" in bundle.licence
+    assert str(start) in bundle.licence and "adaptation" in caplog.text
+    # and down the lineage: a model trained from that one is still CC BY-NC-SA
+    again = train(TrainConfig(**TINY, steps=1, init_checkpoint=str(out)), tmp_path / "nc2", progress=False,
+                  licence=run_text)  # fmt: skip
+    assert load_model_folder(again).licence_id == "CC BY-NC-SA 4.0"
+    # permissive starting weights: the run's own licence
+    (start / "LICENSE").write_text("Apache-2.0\n")
+    ok = train(cfg, tmp_path / "ok", progress=False, licence=run_text)
+    assert load_model_folder(ok).licence == run_text.strip()
+    # no licence at all: unknown terms are said so, not replaced by the run's
+    (start / "LICENSE").unlink()
+    unknown = train(cfg, tmp_path / "unknown", progress=False, licence=run_text)
+    assert load_model_folder(unknown).licence_id == "UNKNOWN"
+    assert derived_licence(start, None).startswith("UNKNOWN\n\n")
 
 
 def test_real_structure_evaluation_scores_the_structures_asked_for(monkeypatch):

@@ -185,3 +185,30 @@ def test_a_run_from_scratch_is_compared_with_the_installed_model(tmp_path, tool)
     report = _json(tmp_path / "run2" / "held_out_eval.json")
     assert report["installed"] is False and report["previous"]["folder"] == str(dest)
     assert _json(dest / "provenance.json")["steps"] == 2
+
+
+def test_weights_under_another_licence_are_never_bundled(tmp_path, tool):
+    """The official weights are CC BY-NC-SA 4.0: neither they nor a model adapted from them may be
+    installed as the package's default model, whatever it scores and even with --force."""
+    dest, nc = tmp_path / "dest", tmp_path / "nc_weights"
+    assert tool.main(["--run", str(tmp_path / "run1"), "--dest", str(nc), "--from-scratch", "--steps", "2", *TINY]) == 0
+    (nc / "LICENSE").write_text("CC BY-NC-SA 4.0\nhttps://creativecommons.org/licenses/by-nc-sa/4.0/\n")
+    with pytest.raises(SystemExit, match=r"licensed CC BY-NC-SA 4.0, not Apache-2.0.*nni_widget.train"):
+        tool.main(["--run", str(tmp_path / "run2"), "--init-from", str(nc), "--dest", str(dest), "--steps", "2", *TINY])
+    assert not (tmp_path / "run2" / "checkpoint_latest.pt").exists()  # refused before training
+    (nc / "LICENSE").unlink()
+    with pytest.raises(SystemExit, match="unknown terms"):
+        tool.main(["--run", str(tmp_path / "run3"), "--init-from", str(nc), "--dest", str(dest), "--steps", "2", *TINY])
+    # a run trained elsewhere from such weights exports under their licence; installing it is refused
+    from nni_widget.train import TrainConfig, train
+
+    (nc / "LICENSE").write_text("CC BY-NC-SA 4.0\n")
+    cfg = TrainConfig.from_dict({**tool.DEFAULT_CONFIG.to_dict(), **tool._overrides([t for t in TINY[:-2] if t != "--set"]),
+                                 "steps": 1, "init_checkpoint": str(nc)})  # fmt: skip
+    run = tmp_path / "elsewhere"
+    train(cfg, run, progress=False, licence=tool.licence_text([]))
+    assert load_model_folder(run / "model").licence_id == "CC BY-NC-SA 4.0"
+    tool.scores.update(model=(0.9, 0.9))
+    with pytest.raises(SystemExit, match="the run's model"):
+        tool.main(["--run", str(run), "--dest", str(dest), "--skip-training", "--force", *TINY])
+    assert not dest.exists()

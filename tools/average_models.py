@@ -3,7 +3,9 @@
     python tools/average_models.py A B OUT [--weight 0.5]
 
 Every floating-point tensor of the network becomes ``weight * A + (1 - weight) * B``; everything else
-(plans, dataset, inference settings, licence and the other files of the folder) is copied from A.
+(plans, dataset, inference settings, licence and the other files of the folder) is copied from A,
+except when B's weights are under a licence outside ``nni_widget.train.PERMISSIVE_LICENCES`` (or
+none): the average is an adaptation of them, and its LICENSE says so and carries B's licence.
 The checkpoint's metadata records the average: ``weight_average`` names both parents with their
 cumulative steps, and ``cumulative_steps`` is that of the longer lineage (what a run continuing from
 the average counts on from), so neither parent's training is silently dropped from the record.
@@ -21,9 +23,10 @@ from pathlib import Path
 
 import torch
 
-from nni_widget.model._layout import _EXTRA_KEY  # where save_model_folder keeps its metadata
+from nni_widget.model._layout import _EXTRA_KEY, LICENCE_FILES  # where save_model_folder keeps its metadata
 from nni_widget.model._weights import _safe_torch_load  # weights-only unpickling with the allow-list
-from nni_widget.train import seen_sources
+from nni_widget.model import read_model_licence
+from nni_widget.train import PERMISSIVE_LICENCES, derived_licence, seen_sources
 
 logger = logging.getLogger("average_models")
 
@@ -59,6 +62,12 @@ def average_folders(a: Path, b: Path, out: Path, weight: float = 0.5) -> Path:
         shutil.rmtree(out)
     shutil.copytree(a, out)
     torch.save(ca, out / CHECKPOINT)
+    licence_b = (read_model_licence(b) or "").strip()
+    if (licence_b.splitlines() or [None])[0] not in PERMISSIVE_LICENCES:
+        text = derived_licence(b, read_model_licence(a), how="averaged with")
+        for name in LICENCE_FILES:  # A's licence file, whatever its name, would be read first
+            (out / name).unlink(missing_ok=True)
+        (out / "LICENSE").write_text(text, encoding="utf-8")
     logger.info("wrote %s = %.3g x %s + %.3g x %s", out, weight, a, 1.0 - weight, b)
     return out
 

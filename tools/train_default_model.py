@@ -45,7 +45,7 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # leave the other cores to whoever shares the machine
 
 from nni_widget.data import HELD_OUT, SOURCES, default_model_folder  # noqa: E402
-from nni_widget.model import read_model_extra  # noqa: E402
+from nni_widget.model import read_model_extra, read_model_licence  # noqa: E402
 from nni_widget.train import (  # noqa: E402
     TrainConfig,
     evaluate_first_prompt,
@@ -117,6 +117,21 @@ def licence_text(sources) -> str:
                 note += " " + LICENCE_CAVEATS[name]
             text += "\n".join(textwrap.wrap(note, 100, initial_indent="- ", subsequent_indent="  ")) + "\n"
     return text
+
+
+def _require_project_licence(folder: Path, what: str) -> None:
+    """Refuse weights not licensed Apache-2.0: the bundled model is shipped under the project's
+    licence, and weights adapted from others (the official ones: CC BY-NC-SA 4.0) keep theirs."""
+    text = read_model_licence(folder)
+    first = next((line.strip() for line in (text or "").splitlines() if line.strip()), None)
+    if first != "Apache-2.0":
+        raise SystemExit(
+            f"{what} ({folder}) are licensed {first or 'under unknown terms (no LICENSE)'}, not Apache-2.0: "
+            "a model trained from them keeps that licence and may not be bundled with nni_widget (the "
+            "official nnInteractive weights never are). Start from the bundled model, another Apache-2.0 "
+            "model, or --from-scratch; to fine-tune such weights for yourself use python -m nni_widget.train "
+            "--init-from FOLDER, whose export carries their licence."
+        )
 
 
 #: evaluation suite of the +5-click half of the real score (the quick suite's 8 real cases until
@@ -270,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
             base = args.init_from or default_model_folder()
         elif not base.exists():  # a copy: --dest may be overwritten at the end
             shutil.copytree(args.init_from or default_model_folder(), base)
+        _require_project_licence(base, "the starting weights")
         extra = read_model_extra(base)
         previous_steps = int(extra.get("cumulative_steps", extra.get("steps", 0)))
     cfg = TrainConfig.from_dict({
@@ -340,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     log.info("%s", why)
     if not report["installed"]:
         return 0
+    _require_project_licence(folder, "the run's model")
     if args.dest.exists():
         shutil.rmtree(args.dest)
     shutil.copytree(folder, args.dest)

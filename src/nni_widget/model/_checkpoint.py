@@ -70,6 +70,7 @@ __all__ = [
     "ModelBundle",
     "load_model_folder",
     "read_model_extra",
+    "read_model_licence",
     "save_model_folder",
 ]
 
@@ -233,16 +234,43 @@ def read_model_extra(
         CheckpointError: As :func:`load_model_folder` for a missing folder, fold or file, or a
             checkpoint that is unreadable or refused for safety.
     """
+    _, checkpoint, _ = _read_checkpoint_only(folder, fold, checkpoint_name)
+    extra = checkpoint.get(_EXTRA_KEY)
+    return dict(extra) if isinstance(extra, Mapping) else {}
+
+
+def read_model_licence(
+    folder: str | os.PathLike[str],
+    *,
+    fold: int | str | None = None,
+    checkpoint_name: str = CHECKPOINT_FILE,
+) -> str | None:
+    """A checkpoint folder's licence text (``ModelBundle.licence``) without building the network:
+    its LICENSE file, the licence the official weights are known to carry, or ``None`` (unknown).
+
+    Raises:
+        CheckpointError: As :func:`read_model_extra`.
+    """
+    folder, checkpoint, ckpt_path = _read_checkpoint_only(folder, fold, checkpoint_name)
+    plans = _read_json(folder / PLANS_FILE)
+    if not isinstance(plans, dict):
+        raise CheckpointError(f"{folder / PLANS_FILE} must hold a JSON object")
+    return _read_licence(folder, plans, _configuration_of(checkpoint, plans, ckpt_path))
+
+
+def _read_checkpoint_only(
+    folder: str | os.PathLike[str], fold: int | str | None, checkpoint_name: str
+) -> tuple[Path, Mapping[str, Any], Path]:
+    """The folder, its checkpoint (tensors memory-mapped, not read) and the checkpoint's path."""
     folder = Path(folder).expanduser()
     _check_folder(folder)
     ckpt_path = _pick_fold(folder, fold) / checkpoint_name
     if not ckpt_path.is_file():
         raise CheckpointError(f"{ckpt_path.parent} has no {checkpoint_name}")
     checkpoint = _safe_torch_load(ckpt_path, map_location="cpu", mmap=True)
-    if not isinstance(checkpoint, Mapping):
+    if not isinstance(checkpoint, Mapping) or "network_weights" not in checkpoint:
         raise CheckpointError(f"{ckpt_path}: not a trainer checkpoint (no 'network_weights' entry)")
-    extra = checkpoint.get(_EXTRA_KEY)
-    return dict(extra) if isinstance(extra, Mapping) else {}
+    return folder, checkpoint, ckpt_path
 
 
 def _configuration_of(checkpoint: Mapping[str, Any], plans: Mapping[str, Any], source: Path) -> str:

@@ -23,10 +23,20 @@ from nni_widget.train._augment import (
 from nni_widget.train._config import PROMPT_KINDS, TrainConfig
 from nni_widget.train._data import Interaction, build_input, zscore
 from nni_widget.train._evaluate import evaluate_first_prompt, evaluate_real_held_out, static_prompt
-from nni_widget.train._loop import build_network, dice_ce_loss, rank_device, read_log, seen_sources, train
+from nni_widget.train._loop import (
+    PERMISSIVE_LICENCES,
+    build_network,
+    derived_licence,
+    dice_ce_loss,
+    rank_device,
+    read_log,
+    seen_sources,
+    train,
+)
 from nni_widget.train._pools import Item, PhantomPool, Sample, Target, TrainPool, make_sample
 
 __all__ = [
+    "PERMISSIVE_LICENCES",
     "PROMPT_KINDS",
     "AugmentParams",
     "Interaction",
@@ -38,6 +48,7 @@ __all__ = [
     "TrainPool",
     "build_input",
     "build_network",
+    "derived_licence",
     "dice_ce_loss",
     "evaluate_first_prompt",
     "evaluate_real_held_out",

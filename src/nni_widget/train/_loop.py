@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import time
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -303,7 +304,10 @@ def train(
         out: run directory (created).
         resume: continue from ``out/checkpoint_latest.pt`` when present.
         progress: show a tqdm progress bar.
-        licence: text of the exported model's LICENSE file (first line a licence id).
+        licence: text of the exported model's LICENSE file (first line a licence id). A run that
+            starts from weights under a licence outside :data:`PERMISSIVE_LICENCES` (the official
+            weights: CC BY-NC-SA 4.0), or of unknown licence, exports under that licence instead:
+            see :func:`derived_licence`.
         export: write the model folder ``out/model`` at the end.
         real_volumes: already prepared real volumes (default: prepared from ``cfg.real_sources``).
 
@@ -486,11 +490,66 @@ def train(
             "seconds": round(elapsed, 1),
             "world_size": world,
         },
-        licence=licence,
+        licence=derived_licence(cfg.init_checkpoint, licence) if cfg.init_checkpoint else licence,
         current_epoch=step,
     ).parents[1]
     logger.info("exported %s after %d steps (%.0f s)", folder, step, elapsed)
     return folder
+
+
+#: licence ids of weights that may be trained further and the result shared under other terms
+#: (given the attribution they ask for); any other licence, or none, passes on to what is trained
+PERMISSIVE_LICENCES = frozenset(
+    {"Apache-2.0", "MIT", "BSD-2-Clause", "BSD-3-Clause", "CC0-1.0", "CC-BY-4.0", "CC BY 4.0"}
+)
+
+
+def derived_licence(
+    init_checkpoint: str | os.PathLike[str], licence: str | None, *, how: str = "trained starting from"
+) -> str | None:
+    """The LICENSE text of a model trained from the weights in ``init_checkpoint``.
+
+    ``licence`` (this run's own text, may be ``None``) when the starting weights' licence id is in
+    :data:`PERMISSIVE_LICENCES`. Otherwise the model is an adaptation of weights whose terms bind
+    it (CC BY-NC-SA's ShareAlike: the same licence; NonCommercial: no commercial use), or whose
+    terms are unknown: the text then starts with that licence id (``UNKNOWN`` when there is none),
+    says where the weights came from (``how`` they were used: e.g. ``"averaged with"`` for a
+    weight average) and quotes their licence, then ``licence`` as a notice.
+    """
+    from nni_widget.model import read_model_licence
+
+    start = read_model_licence(init_checkpoint)
+    start_id = next((line.strip() for line in (start or "").splitlines() if line.strip()), None)
+    if start_id in PERMISSIVE_LICENCES:
+        return licence
+    if start_id is None:
+        logger.warning(
+            "the starting weights %s carry no licence: the trained model's LICENSE says its terms are "
+            "unknown; find out the starting weights' licence before sharing it", init_checkpoint
+        )
+        why = (
+            f"These weights were {how} the weights in {init_checkpoint}, which carry no "
+            "licence. Their terms, and so the terms of this model, are unknown: find them out before "
+            "sharing or using this model beyond what they allow."
+        )
+    else:
+        logger.warning(
+            "the starting weights %s are licensed %s: the trained model is an adaptation of them and "
+            "carries that licence (it may not be bundled or shared under other terms)", init_checkpoint,
+            start_id,
+        )
+        why = (
+            f"These weights were {how} the weights in {init_checkpoint}, licensed "
+            f"{start_id}. This model is an adaptation of them and is licensed {start_id} as well; a "
+            "ShareAlike licence requires that, and a NonCommercial one forbids commercial use of it. "
+            "The starting weights' licence follows."
+        )
+    text = f"{start_id or 'UNKNOWN'}\n\n" + textwrap.fill(why, 100, break_long_words=False, break_on_hyphens=False) + "\n"
+    if start:
+        text += "\n--- licence of the starting weights ---\n" + start.strip() + "\n"
+    if licence:
+        text += "\n--- notices of this training run ---\n" + licence.strip() + "\n"
+    return text
 
 
 def _initial_steps(cfg: TrainConfig) -> int:
