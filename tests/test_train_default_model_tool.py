@@ -106,6 +106,12 @@ def test_train_here_evaluate_elsewhere(tmp_path, tool, monkeypatch):
     assert (prov["previous_steps"], prov["steps"], prov["cumulative_steps"], prov["world_size"]) == (2, 3, 5, 1)
 
     tool.scores.update(model=(0.5, 0.6), init_model=(0.5, 0.45))
+    # a run without its training record is refused before --dest is touched
+    (run / "provenance.json").rename(run / "provenance.bak")
+    with pytest.raises(SystemExit, match="lacks provenance.json"):
+        tool.main(["--run", str(run), "--dest", str(dest), "--skip-training", "--force", *TINY])
+    assert _json(dest / "provenance.json")["cumulative_steps"] == 2
+    (run / "provenance.bak").rename(run / "provenance.json")
     assert tool.main(["--run", str(run), "--dest", str(dest), "--skip-training", *TINY]) == 0
     assert _json(run / "held_out_eval.json")["installed"] is True
     assert _json(dest / "provenance.json")["cumulative_steps"] == 5
@@ -208,6 +214,8 @@ def test_weights_under_another_licence_are_never_bundled(tmp_path, tool):
     run = tmp_path / "elsewhere"
     train(cfg, run, progress=False, licence=tool.licence_text([]))
     assert load_model_folder(run / "model").licence_id == "CC BY-NC-SA 4.0"
+    (run / "provenance.json").write_text(json.dumps({"command": "train() in a test", "training_wall_s": 1.0,
+                                                     "previous_steps": 2}))  # fmt: skip
     tool.scores.update(model=(0.9, 0.9))
     with pytest.raises(SystemExit, match="the run's model"):
         tool.main(["--run", str(run), "--dest", str(dest), "--skip-training", "--force", *TINY])

@@ -295,6 +295,14 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     if args.skip_training:
         folder = args.run / "model"
+        missing = [n for n in ("model/plans.json", "config.json", "provenance.json") if not (args.run / n).is_file()]
+        if missing:  # checked before anything is evaluated or --dest is touched
+            raise SystemExit(
+                f"--skip-training: {args.run} lacks {', '.join(missing)}. An installed model comes with its "
+                "training command and configuration: evaluate a run directory this tool trained (with "
+                "--no-eval, say), or write them for a model made otherwise (e.g. a weight average: "
+                "provenance.json naming the command that made it)."
+            )
         cfg = TrainConfig.load(args.run / "config.json")
     else:
         lineage = sorted(set(cfg.real_sources) | set(() if args.from_scratch else seen_sources(base)))
