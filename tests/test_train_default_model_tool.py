@@ -88,6 +88,18 @@ def test_tool_rejects_an_unknown_setting(tmp_path, tool):
         tool.main(["--run", str(tmp_path / "run"), "--dest", str(tmp_path / "d"), "--set", "not_a_field=1"])
 
 
+def test_pseudo_only_sources_follow_an_overridden_source_list(tool):
+    """The default recipe trains on itk_t1_tissue's pseudo-labels only; naming other sources keeps
+    that rule for those that remain, and an explicit setting wins."""
+    assert tool.DEFAULT_CONFIG.pseudo_only_sources == ("itk_t1_tissue",)
+    assert tool._overrides(['real_sources=["brain1_mr"]'])["pseudo_only_sources"] == []
+    both = tool._overrides(['real_sources=["brain1_mr","itk_t1_tissue"]'])
+    assert both["pseudo_only_sources"] == ["itk_t1_tissue"]
+    mine = tool._overrides(['real_sources=["itk_t1_tissue"]', "pseudo_only_sources=[]"])
+    assert mine["pseudo_only_sources"] == []
+    assert "pseudo_only_sources" not in tool._overrides(["seed=3"])
+
+
 def test_train_here_evaluate_elsewhere(tmp_path, tool, monkeypatch):
     """--no-eval trains and records (as on the GPU machine); --skip-training later evaluates and installs."""
     dest, run = tmp_path / "dest", tmp_path / "gpu_run"

@@ -19,10 +19,11 @@
 #   tar xzf run.tgz -C out/ && python tools/train_default_model.py --run out/gpu_run --skip-training
 # The cumulative step count follows the model folder (provenance.json records the world size).
 # NNI_INIT=FOLDER starts from another model folder than the bundled one (carry it too). The bundled
-# model (run_clean1 since session 10) and the tool's default recipe (brain1_mr, brain2_mr,
-# pseudo_p 0.8) never touch an evaluation volume; a starting model that did is refused
-# (docs/default_model.md, "Tenth session"). On the CPU, longer runs of that recipe overfit its two
-# training heads: GPU steps pay off once there is more real training data.
+# model (run_E1 since session 11) and the tool's default recipe (brain1_mr, brain2_mr, and
+# itk_t1_tissue's pseudo-labels only; pseudo_p 0.8) never touch an evaluation volume; a starting
+# model that did is refused (docs/default_model.md, "Tenth session"). On the CPU, long runs on the
+# two pyradiomics heads alone overfit them; the third head's pseudo-labels held that off for 70
+# minutes ("Eleventh session"), so GPU steps may pay off now.
 set -uo pipefail
 
 if [[ "${1:-}" == "--prepare" ]]; then

@@ -7,7 +7,8 @@
 
 By default the run starts from the weights of the bundled model (``init_checkpoint``), trains on
 phantoms and the real training sources (pyradiomics' two clinical brain MRIs, ``brain1_mr`` and
-``brain2_mr``, through ``nni_widget.data.prepare_real``: instances, merges, SLIC pseudo-labels), with
+``brain2_mr``, through ``nni_widget.data.prepare_real``: instances, merges, SLIC pseudo-labels; and
+ITK's example T1 ``itk_t1_tissue``, its pseudo-labels only), with
 the simulated users of ``nni_widget.simulation`` and the full augmentation. The evaluation volumes
 (``EVALUATION_SOURCES``: Colin27/AAL, MNI152, the two lung CTs) are never trained on: a run whose
 sources or starting weights include one is refused unless ``--allow-evaluation-volumes`` is given,
@@ -69,9 +70,12 @@ DEFAULT_CONFIG = TrainConfig(
     seed=SEED,
     n_phantoms=24,
     n_real=24,
-    # pyradiomics' two clinical brain MRIs: real scans that are no evaluation volume (the templates
-    # Colin27 and MNI152 are, see EVALUATION_SOURCES); most real crops centred on pseudo-labels
-    real_sources=("brain1_mr", "brain2_mr"),
+    # pyradiomics' two clinical brain MRIs and ITK's example T1: real scans that are no evaluation
+    # volume (the templates Colin27 and MNI152 are, see EVALUATION_SOURCES); most real crops centred
+    # on pseudo-labels; ITK's whole-tissue classes teach box-filling, so only its pseudo-labels
+    # (the recipe of the bundled run_E1, docs/default_model.md "Eleventh session")
+    real_sources=("brain1_mr", "brain2_mr", "itk_t1_tissue"),
+    pseudo_only_sources=("itk_t1_tissue",),
     pseudo_p=0.8,
     num_threads=1,
     device="cpu",
@@ -217,6 +221,9 @@ def _overrides(items: list[str]) -> dict:
             out[key] = json.loads(raw)
         except json.JSONDecodeError:
             out[key] = raw
+    if "real_sources" in out and "pseudo_only_sources" not in out:
+        # the default's pseudo-only sources apply to those of the new list that remain
+        out["pseudo_only_sources"] = [s for s in DEFAULT_CONFIG.pseudo_only_sources if s in (out["real_sources"] or ())]
     return out
 
 
