@@ -177,7 +177,12 @@ class Notebook:
                 return
             except AssertionError as e:
                 last = e
-                self.console.append("retrying Run All")
+                # a page whose first kernel websocket failed (jupyter_server answered 500 while the
+                # kernel was starting, seen once on a cold machine) shows "Error displaying widget:
+                # model not found" however often the cells run: reconnect it by reloading
+                self.console.append("retrying Run All after reloading the page")
+                self.page.reload()
+                self.page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
         raise last
 
     def dismiss_dialogs(self) -> None:
