@@ -26,7 +26,7 @@ import torch
 from nni_widget.model._layout import _EXTRA_KEY, LICENCE_FILES  # where save_model_folder keeps its metadata
 from nni_widget.model._weights import _safe_torch_load  # weights-only unpickling with the allow-list
 from nni_widget.model import read_model_licence
-from nni_widget.train import PERMISSIVE_LICENCES, derived_licence, seen_sources
+from nni_widget.train import derived_licence, seen_sources
 
 logger = logging.getLogger("average_models")
 
@@ -62,12 +62,12 @@ def average_folders(a: Path, b: Path, out: Path, weight: float = 0.5) -> Path:
         shutil.rmtree(out)
     shutil.copytree(a, out)
     torch.save(ca, out / CHECKPOINT)
-    licence_b = (read_model_licence(b) or "").strip()
-    if (licence_b.splitlines() or [None])[0] not in PERMISSIVE_LICENCES:
-        text = derived_licence(b, read_model_licence(a), how="averaged with")
+    licence_a = read_model_licence(a)
+    licence = derived_licence(b, licence_a, how="averaged with")  # A's unless B's weights bind the average
+    if licence != licence_a:
         for name in LICENCE_FILES:  # A's licence file, whatever its name, would be read first
             (out / name).unlink(missing_ok=True)
-        (out / "LICENSE").write_text(text, encoding="utf-8")
+        (out / "LICENSE").write_text(licence, encoding="utf-8")
     logger.info("wrote %s = %.3g x %s + %.3g x %s", out, weight, a, 1.0 - weight, b)
     return out
 

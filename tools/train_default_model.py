@@ -47,6 +47,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # leave the other cores to whoeve
 
 from nni_widget.data import HELD_OUT, SOURCES, default_model_folder  # noqa: E402
 from nni_widget.model import read_model_extra, read_model_licence  # noqa: E402
+from nni_widget.model._layout import _licence_id  # noqa: E402
 from nni_widget.train import (  # noqa: E402
     TrainConfig,
     evaluate_first_prompt,
@@ -126,8 +127,7 @@ def licence_text(sources) -> str:
 def _require_project_licence(folder: Path, what: str) -> None:
     """Refuse weights not licensed Apache-2.0: the bundled model is shipped under the project's
     licence, and weights adapted from others (the official ones: CC BY-NC-SA 4.0) keep theirs."""
-    text = read_model_licence(folder)
-    first = next((line.strip() for line in (text or "").splitlines() if line.strip()), None)
+    first = _licence_id(read_model_licence(folder))
     if first != "Apache-2.0":
         raise SystemExit(
             f"{what} ({folder}) are licensed {first or 'under unknown terms (no LICENSE)'}, not Apache-2.0: "

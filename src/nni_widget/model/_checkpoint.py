@@ -42,6 +42,7 @@ from nni_widget.model._layout import (  # noqa: F401
     CheckpointError,
     _check_channel_layout,
     _check_folder,
+    _licence_id,
     _pick_fold,
     _read_interaction_metadata,
     _read_json,
@@ -119,9 +120,7 @@ class ModelBundle:
     @property
     def licence_id(self) -> str | None:
         """First non-empty line of :attr:`licence` (e.g. ``"CC BY-NC-SA 4.0"``), or ``None``."""
-        if not self.licence:
-            return None
-        return next((line.strip() for line in self.licence.splitlines() if line.strip()), None)
+        return _licence_id(self.licence)
 
     @property
     def device(self) -> torch.device:

@@ -135,6 +135,11 @@ def _check_channel_layout(content: Mapping[str, Any], source: Path) -> None:
             )
 
 
+def _licence_id(text: str | None) -> str | None:
+    """A licence text's id: its first non-empty line (e.g. ``"CC BY-NC-SA 4.0"``), or ``None``."""
+    return next((line.strip() for line in (text or "").splitlines() if line.strip()), None)
+
+
 def _read_licence(folder: Path, plans: Mapping[str, Any], configuration: str) -> str | None:
     for name in LICENCE_FILES:
         path = folder / name

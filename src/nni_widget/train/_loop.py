@@ -23,8 +23,8 @@ import dataclasses
 import json
 import logging
 import os
-import time
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -517,9 +517,10 @@ def derived_licence(
     weight average) and quotes their licence, then ``licence`` as a notice.
     """
     from nni_widget.model import read_model_licence
+    from nni_widget.model._layout import _licence_id
 
     start = read_model_licence(init_checkpoint)
-    start_id = next((line.strip() for line in (start or "").splitlines() if line.strip()), None)
+    start_id = _licence_id(start)
     if start_id in PERMISSIVE_LICENCES:
         return licence
     if start_id is None:
@@ -544,7 +545,8 @@ def derived_licence(
             "ShareAlike licence requires that, and a NonCommercial one forbids commercial use of it. "
             "The starting weights' licence follows."
         )
-    text = f"{start_id or 'UNKNOWN'}\n\n" + textwrap.fill(why, 100, break_long_words=False, break_on_hyphens=False) + "\n"
+    why = textwrap.fill(why, 100, break_long_words=False, break_on_hyphens=False)  # paths stay whole
+    text = f"{start_id or 'UNKNOWN'}\n\n{why}\n"
     if start:
         text += "\n--- licence of the starting weights ---\n" + start.strip() + "\n"
     if licence:
