@@ -213,7 +213,7 @@ def test_weights_under_another_licence_are_never_bundled(tmp_path, tool):
     (nc / "LICENSE").write_text("CC BY-NC-SA 4.0\nhttps://creativecommons.org/licenses/by-nc-sa/4.0/\n")
     with pytest.raises(SystemExit, match=r"licensed CC BY-NC-SA 4.0, not Apache-2.0.*nni_widget.train"):
         tool.main(["--run", str(tmp_path / "run2"), "--init-from", str(nc), "--dest", str(dest), "--steps", "2", *TINY])
-    assert not (tmp_path / "run2" / "checkpoint_latest.pt").exists()  # refused before training
+    assert not (tmp_path / "run2" / "init_model").exists()  # refused before copying or training
     (nc / "LICENSE").unlink()
     with pytest.raises(SystemExit, match="unknown terms"):
         tool.main(["--run", str(tmp_path / "run3"), "--init-from", str(nc), "--dest", str(dest), "--steps", "2", *TINY])

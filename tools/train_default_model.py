@@ -288,11 +288,13 @@ def main(argv: list[str] | None = None) -> int:
     base = args.run / "init_model"
     previous_steps = 0
     if not args.from_scratch:
+        source = args.init_from or default_model_folder()
+        # before copying; rank 0's earlier copy when resuming (other ranks: it may be mid-copy)
+        _require_project_licence(base if base.exists() and not rank else source, "the starting weights")
         if rank:  # read the source itself: rank 0 may be copying it right now
-            base = args.init_from or default_model_folder()
+            base = source
         elif not base.exists():  # a copy: --dest may be overwritten at the end
-            shutil.copytree(args.init_from or default_model_folder(), base)
-        _require_project_licence(base, "the starting weights")
+            shutil.copytree(source, base)
         extra = read_model_extra(base)
         previous_steps = int(extra.get("cumulative_steps", extra.get("steps", 0)))
     cfg = TrainConfig.from_dict({
