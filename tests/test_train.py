@@ -338,6 +338,48 @@ def test_cpu_bf16_is_opt_in_and_runs_the_forwards_in_bf16(tmp_path, monkeypatch,
     assert "no native bf16" in caplog.text
 
 
+def test_channels_last_on_cpu_computes_the_same_and_exports_contiguous_weights(tmp_path):
+    from nni_widget.train import _loop
+
+    assert _loop.channels_last_enabled(TrainConfig(**TINY), "cpu")  # on by default, on the CPU only
+    assert not _loop.channels_last_enabled(TrainConfig(**TINY), "cuda")
+    assert not _loop.channels_last_enabled(TrainConfig(**TINY, channels_last=False), "cpu")
+    # the layout every 3D convolution sees, during training (batch and follow-up predictions)
+    layouts: list[bool] = []
+
+    def hook(module, args, output):
+        if isinstance(module, torch.nn.Conv3d) and module.kernel_size != (1, 1, 1):  # 1x1x1: both layouts
+            layouts.append(module.weight.is_contiguous(memory_format=torch.channels_last_3d)
+                           and not module.weight.is_contiguous())
+
+    cfg = dict(TINY, steps=3, max_rounds=3, followup_start=1.0, followup_end=1.0)
+    handle = torch.nn.modules.module.register_module_forward_hook(hook)
+    try:
+        last = train(TrainConfig(**cfg), tmp_path / "cl", progress=False)
+        assert layouts and all(layouts)
+        layouts.clear()
+        plain = train(TrainConfig(**cfg, channels_last=False), tmp_path / "plain", progress=False)
+        assert layouts and not any(layouts)
+    finally:
+        handle.remove()
+    # the same arithmetic in another order: the same losses, to float rounding
+    def losses(run):
+        with open(tmp_path / run / "train_log.csv", newline="") as f:
+            return [float(r["loss"]) for r in csv.DictReader(f)]
+
+    assert losses("cl") == pytest.approx(losses("plain"), rel=1e-3, abs=1e-4)
+    # the exported checkpoint is in the plain layout every loader (ours, the official one) expects
+    state = torch.load(last / "fold_0" / "checkpoint_final.pth", weights_only=False)["network_weights"]
+    assert all(v.is_contiguous() for v in state.values())
+    a, b = load_model_folder(last).network, load_model_folder(plain).network
+    x = torch.randn(1, 8, *T)
+    with torch.no_grad():
+        assert torch.allclose(a(x), b(x), atol=1e-3)
+    # a run switches layout on resume (the setting is hardware, not recipe)
+    train(TrainConfig(**{**cfg, "steps": 4, "channels_last": False}), tmp_path / "cl", progress=False)
+    assert torch.load(tmp_path / "cl" / "checkpoint_latest.pt", weights_only=True)["step"] == 4
+
+
 def test_init_from_a_model_folder_counts_cumulative_steps(tmp_path):
     first = train(TrainConfig(**TINY, steps=2), tmp_path / "a", progress=False)
     w0 = load_model_folder(first).network.state_dict()

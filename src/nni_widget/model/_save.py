@@ -50,7 +50,8 @@ def _cpu_state_dict(network: nn.Module) -> dict[str, torch.Tensor]:
     for key, tensor in network.state_dict().items():
         alias = (tensor.device, tensor.data_ptr(), tensor.dtype, tuple(tensor.shape), tensor.stride())
         if alias not in seen:
-            seen[alias] = tensor.detach().cpu()
+            # contiguous: a network trained channels-last still saves the layout every loader expects
+            seen[alias] = tensor.detach().cpu().contiguous()
         out[key] = seen[alias]
     return out
 

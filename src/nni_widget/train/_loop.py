@@ -220,6 +220,11 @@ def cpu_bf16_enabled(cfg: TrainConfig, device: torch.device | str) -> bool:
     return True
 
 
+def channels_last_enabled(cfg: TrainConfig, device: torch.device | str) -> bool:
+    """Channels-last-3d network and batches: asked for (``cfg.channels_last``) and on the CPU."""
+    return bool(cfg.channels_last) and torch.device(device).type == "cpu"
+
+
 def _native_cpu_bf16() -> bool:
     try:
         return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
@@ -345,6 +350,9 @@ def train(
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     rng = np.random.default_rng(cfg.seed + 1000 * rank)  # but each rank its own data
     plans, net = build_network(cfg, device)
+    # before the optimiser and any loaded state: the parameters keep this layout from here on
+    layout = torch.channels_last_3d if channels_last_enabled(cfg, device) else torch.contiguous_format
+    net = net.to(memory_format=layout)
     if cfg.init_checkpoint and not resuming:
         _init_weights_from(net, cfg.init_checkpoint)
     opt = _make_optimizer(cfg, net)
@@ -380,7 +388,8 @@ def train(
     @torch.no_grad()
     def predict(x: torch.Tensor) -> torch.Tensor:
         with autocast():
-            o = net(x[None].to(device))  # the bare module: no gradient sync for a no-grad pass
+            # the bare module: no gradient sync for a no-grad pass
+            o = net(x[None].to(device).contiguous(memory_format=layout))
         o = o[0] if isinstance(o, (list, tuple)) else o
         return (o[0, 1] > o[0, 0]).cpu()
 
@@ -389,7 +398,7 @@ def train(
         x = torch.stack([s.x for s in samples]).to(device)
         y = torch.stack([s.y for s in samples]).to(device)
         with autocast():
-            outputs = model(x)
+            outputs = model(x.contiguous(memory_format=layout))
         vw = _combine(error_weights(x, y, cfg.error_weight), [s.weight for s in samples], device)
         loss, dice, ce = _deep_loss(outputs, y, vw)  # in float32 (dice_ce_loss casts the logits)
         opt.zero_grad(set_to_none=True)
@@ -612,7 +621,7 @@ def _time_up(cfg: TrainConfig, elapsed: float, world: int, device: torch.device)
 # settings a resumed run may change (schedule length, logging, hardware)
 _RESUMABLE = {
     "steps", "time_limit_s", "log_every", "checkpoint_every", "num_threads", "device", "extra", "amp",
-    "cpu_bf16", "init_checkpoint",
+    "cpu_bf16", "channels_last", "init_checkpoint",
 }  # fmt: skip
 
 
