@@ -39,6 +39,27 @@ def fixtures():
     return seqs, image, masks
 
 
+def _variants() -> dict[str, list[np.ndarray]]:
+    """Other answers of the reference itself on other CPU families (``masks_variants.npz``), by mask key.
+
+    The random-weight checkpoint's logits are near ties, and the reference rounds differently on
+    AVX2 and AVX512 CPUs: on a 2-core AMD EPYC it gives 4 of the 48 masks otherwise (12 to 512
+    voxels). The tool that made the fixtures records them (``--variants-into``).
+    """
+    path = FIXTURES / "masks_variants.npz"
+    out: dict[str, list[np.ndarray]] = {}
+    if path.is_file():
+        arrays = np.load(path)
+        for key in arrays.files:
+            out.setdefault(key.split("@")[0], []).append(arrays[key])
+    return out
+
+
+def _expected(masks, key: str, shape) -> list[np.ndarray]:
+    """The reference's mask under ``key`` and its variants on other CPUs, unpacked."""
+    return [_unpack(a, shape) for a in [masks[key], *_variants().get(key, [])]]
+
+
 def _unpack(arr, shape):
     return np.unpackbits(arr, count=int(np.prod(shape))).reshape(shape)
 
@@ -87,9 +108,8 @@ def test_masks_match_the_reference_voxel_for_voxel(small_ckpt, fixtures):
         s.reset_interactions()
         for j, step in enumerate(seq["prompts"]):
             ret = _replay(s, step["prompt"], image.shape, masks)
-            expected = _unpack(masks[step["result"]["mask_key"]], image.shape)
             n += 1
-            diff = int((s.target_buffer != expected).sum())
+            diff = min(int((s.target_buffer != e).sum()) for e in _expected(masks, step["result"]["mask_key"], image.shape))
             if diff:
                 mismatches.append(f"{seq['name']}[{j}] {step['prompt']['type']}: {diff} voxels differ")
             if ret != step["result"]["return_value"]:
@@ -106,9 +126,11 @@ def test_optimised_cpu_path_agrees_with_the_reference(small_ckpt, fixtures):
         s.reset_interactions()
         step = seq["prompts"][0]
         _replay(s, step["prompt"], image.shape, masks)
-        expected = _unpack(masks[step["result"]["mask_key"]], image.shape).astype(bool)
         got = s.target_buffer.astype(bool)
-        dice = 2 * (got & expected).sum() / max(got.sum() + expected.sum(), 1)
+        dice = max(
+            2 * (got & e).sum() / max(got.sum() + e.sum(), 1)
+            for e in (x.astype(bool) for x in _expected(masks, step["result"]["mask_key"], image.shape))
+        )
         assert dice >= 0.999, (seq["name"], dice)
 
 

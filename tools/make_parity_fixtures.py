@@ -825,6 +825,12 @@ def main(argv=None):
     ap.add_argument("--ckpt-seed", type=int, default=0, help="--seed passed to the checkpoint tool")
     ap.add_argument("--ckpt-dir", default=None, help="where to build the checkpoint (default: a temp dir)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (results were made with 1)")
+    ap.add_argument(
+        "--variants-into",
+        default=None,
+        help="committed fixtures folder: after writing --out, record there the masks in which this CPU's "
+        "run differs from them (masks_variants.npz, variants.json)",
+    )
     args = ap.parse_args(argv)
 
     from importlib.metadata import version
@@ -945,6 +951,58 @@ def main(argv=None):
         **inter_meta,
     }
     dump_json(inter_doc, os.path.join(args.out, "intermediates.json"))
+    if args.variants_into:
+        add_variants(args.out, args.variants_into, log)
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
+def add_variants(new_dir: str, committed_dir: str, log) -> None:
+    """Record in ``committed_dir`` the masks of ``new_dir`` that differ from its own.
+
+    The random-weight checkpoint's logits are near ties (margins down to 1e-7), and the reference's
+    own float32 arithmetic rounds differently on different CPU families (oneDNN picks other kernels on
+    AVX2 than on AVX512): the same package, torch and prompts give a few masks that differ by tens to
+    hundreds of voxels. Each such mask is kept as a variant, ``masks_variants.npz[f"{key}@{tag}"]``,
+    with ``variants.json`` naming the CPU of each tag; the parity test accepts a mask equal to the
+    committed one or to one of its variants.
+    """
+    new = np.load(os.path.join(new_dir, "masks.npz"))
+    ref = np.load(os.path.join(committed_dir, "masks.npz"))
+    if sorted(new.files) != sorted(ref.files):
+        raise SystemExit("the new run has other mask keys than the committed fixtures: regenerate them instead")
+    new_seq = json.load(open(os.path.join(new_dir, "sequences.json"), encoding="utf-8"))
+    ref_seq = json.load(open(os.path.join(committed_dir, "sequences.json"), encoding="utf-8"))
+    if new_seq["checkpoint"]["state_dict_sha256"] != ref_seq["checkpoint"]["state_dict_sha256"]:
+        raise SystemExit("the new run used another checkpoint than the committed fixtures")
+    var_json = os.path.join(committed_dir, "variants.json")
+    var_npz = os.path.join(committed_dir, "masks_variants.npz")
+    doc = json.load(open(var_json, encoding="utf-8")) if os.path.isfile(var_json) else {"format_version": 1, "cpus": {}}
+    arrays = dict(np.load(var_npz)) if os.path.isfile(var_npz) else {}
+    known = {k: v for k, v in arrays.items()}
+    differ = [k for k in sorted(new.files) if not np.array_equal(new[k], ref[k])
+              and not any(np.array_equal(new[k], v) for kk, v in known.items() if kk.split("@")[0] == k)]
+    if not differ:
+        log("every mask equals the committed one or a recorded variant: nothing to add")
+        return
+    tag = f"cpu{len(doc['cpus']) + 1}"
+    doc["cpus"][tag] = {"cpu": _cpu_name(), "masks": differ, "reference": new_seq["reference"]}
+    for k in differ:
+        arrays[f"{k}@{tag}"] = new[k]
+    save_npz_deterministic(var_npz, arrays)
+    dump_json(doc, var_json)
+    log(f"{len(differ)} masks differ on this CPU ({doc['cpus'][tag]['cpu']}): recorded as variant {tag}")
 
 
 if __name__ == "__main__":
