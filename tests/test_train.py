@@ -277,6 +277,15 @@ def test_train_export_load_and_resume(tmp_path):
         steps = [int(r["step"]) for r in csv.DictReader(f)]
     assert steps == [1, 2, 3, 4]
     assert load_model_folder(tmp_path / "run" / "model").extra["steps"] == 4
+    # a run stopped between checkpoints (log rows past the checkpoint's step) redoes those steps:
+    # their old rows go, so the log has each step once, as the weights went through it
+    with open(tmp_path / "run" / "train_log.csv", "a", newline="") as f:
+        f.write("5,9.0,0.0,9.0,0.0,0.0,1.0,0.0\n6,9.0,0.0,9.0,0.0,0.0,1.0,0.0\n")
+    train(TrainConfig(**{**TINY, "steps": 6, "interaction_decay": 0.85}), tmp_path / "run", progress=False)
+    with open(tmp_path / "run" / "train_log.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert all(float(r["loss"]) < 9.0 for r in rows)
     result = evaluate_first_prompt(
         folder, n_phantoms=1, kinds=("point",), shape=(32, 48, 48), use_engine=False
     )

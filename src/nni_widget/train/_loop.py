@@ -417,6 +417,8 @@ def train(
         }
 
     new_log = not (resuming and log_path.is_file())
+    if not new_log and main_rank:
+        _truncate_log(log_path, step)
     t_start = time.perf_counter() - elapsed
     with contextlib.ExitStack() as stack:
         writer = log_file = None
@@ -623,6 +625,22 @@ _RESUMABLE = {
     "steps", "time_limit_s", "log_every", "checkpoint_every", "num_threads", "device", "extra", "amp",
     "cpu_bf16", "channels_last", "init_checkpoint",
 }  # fmt: skip
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop the log rows after ``step``: a run stopped between checkpoints redoes those steps on resume."""
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    kept = [r for r in rows if float(r["step"]) <= step]
+    if len(kept) == len(rows):
+        return
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, LOG_FIELDS)
+        writer.writeheader()
+        writer.writerows(kept)
+    os.replace(tmp, path)
+    logger.info("resuming at step %d: dropped %d log rows of steps redone after it", step, len(rows) - len(kept))
 
 
 def read_log(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
