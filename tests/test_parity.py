@@ -8,6 +8,7 @@ every prompt through the official method names and must give the same mask, voxe
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -39,6 +40,7 @@ def fixtures():
     return seqs, image, masks
 
 
+@functools.cache
 def _variants() -> dict[str, list[np.ndarray]]:
     """Other answers of the reference itself on other CPU families (``masks_variants.npz``), by mask key.
 

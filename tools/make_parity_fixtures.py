@@ -982,17 +982,20 @@ def add_variants(new_dir: str, committed_dir: str, log) -> None:
     ref = np.load(os.path.join(committed_dir, "masks.npz"))
     if sorted(new.files) != sorted(ref.files):
         raise SystemExit("the new run has other mask keys than the committed fixtures: regenerate them instead")
-    new_seq = json.load(open(os.path.join(new_dir, "sequences.json"), encoding="utf-8"))
-    ref_seq = json.load(open(os.path.join(committed_dir, "sequences.json"), encoding="utf-8"))
+    def read_json(path):
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+
+    new_seq = read_json(os.path.join(new_dir, "sequences.json"))
+    ref_seq = read_json(os.path.join(committed_dir, "sequences.json"))
     if new_seq["checkpoint"]["state_dict_sha256"] != ref_seq["checkpoint"]["state_dict_sha256"]:
         raise SystemExit("the new run used another checkpoint than the committed fixtures")
     var_json = os.path.join(committed_dir, "variants.json")
     var_npz = os.path.join(committed_dir, "masks_variants.npz")
-    doc = json.load(open(var_json, encoding="utf-8")) if os.path.isfile(var_json) else {"format_version": 1, "cpus": {}}
+    doc = read_json(var_json) if os.path.isfile(var_json) else {"format_version": 1, "cpus": {}}
     arrays = dict(np.load(var_npz)) if os.path.isfile(var_npz) else {}
-    known = {k: v for k, v in arrays.items()}
     differ = [k for k in sorted(new.files) if not np.array_equal(new[k], ref[k])
-              and not any(np.array_equal(new[k], v) for kk, v in known.items() if kk.split("@")[0] == k)]
+              and not any(np.array_equal(new[k], v) for kk, v in arrays.items() if kk.split("@")[0] == k)]
     if not differ:
         log("every mask equals the committed one or a recorded variant: nothing to add")
         return
