@@ -266,6 +266,8 @@ def test_train_export_load_and_resume(tmp_path):
     bundle = load_model_folder(folder)
     assert bundle.interaction_decay == pytest.approx(0.85) and bundle.licence_id == "Apache-2.0"
     assert bundle.patch_size == T and bundle.extra["steps"] == 2
+    # the trainer class the official engine ships: it loads the folder without searching nnunetv2
+    assert bundle.trainer_name == "nnInteractiveTrainer_stub"
     with torch.no_grad():
         assert bundle.network(torch.zeros(1, 8, *T)).shape == (1, 2, *T)
     # resume with a longer schedule: the step count continues, the log is appended

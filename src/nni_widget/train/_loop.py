@@ -41,7 +41,10 @@ __all__ = ["CONFIGURATION", "TRAINER_NAME", "amp_enabled", "dice_ce_loss", "trai
 logger = logging.getLogger(__name__)
 
 CONFIGURATION = "3d_fullres"
-TRAINER_NAME = "nni_widget.train"
+# the trainer class a checkpoint names: the official engine builds the network through it. It ships
+# this stub; any other name sends it searching nnunetv2's trainers, whose imports need a working
+# torchvision (a CPU venv with nninteractive and torch 2.13 has none) before it falls back to the stub
+TRAINER_NAME = "nnInteractiveTrainer_stub"
 CHECKPOINT = "checkpoint_latest.pt"
 LOG_FIELDS = ("step", "loss", "dice", "ce", "lr", "followup_p", "rounds", "seconds")
 MANIFEST = "data_manifest.json"
