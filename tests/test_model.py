@@ -547,6 +547,14 @@ def test_reference_engine_agrees(which, tiny_folder, request, tmp_path):
     assert list(bundle.patch_size) == ref["patch"]
 
 
+def test_the_bundled_model_names_the_trainer_stub_the_official_engine_ships():
+    # any other name makes the official engine search nnunetv2's trainers (and fail where torchvision
+    # is broken); test_reference_engine_agrees[bundled] loads it in the reference itself
+    from nni_widget.data import default_model_folder
+
+    assert load_model_folder(default_model_folder()).trainer_name == "nnInteractiveTrainer_stub"
+
+
 def test_average_models_tool_writes_the_mean_weights_and_loads(tmp_path, tiny_model):
     import importlib.util
 

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from nni_widget.model import build_network_from_plans, save_model_folder
+from nni_widget.model._layout import _DEFAULT_TRAINER
 from nni_widget.train._config import TrainConfig
 from nni_widget.train._pools import TrainPool, make_sample
 
@@ -42,9 +43,9 @@ logger = logging.getLogger(__name__)
 
 CONFIGURATION = "3d_fullres"
 # the trainer class a checkpoint names: the official engine builds the network through it. It ships
-# this stub; any other name sends it searching nnunetv2's trainers, whose imports need a working
-# torchvision (a CPU venv with nninteractive and torch 2.13 has none) before it falls back to the stub
-TRAINER_NAME = "nnInteractiveTrainer_stub"
+# this stub (save_model_folder's default); any other name sends it searching nnunetv2's trainers,
+# whose imports need a working torchvision (a CPU venv with nninteractive and torch 2.13 has none)
+TRAINER_NAME = _DEFAULT_TRAINER
 CHECKPOINT = "checkpoint_latest.pt"
 LOG_FIELDS = ("step", "loss", "dice", "ce", "lr", "followup_p", "rounds", "seconds")
 MANIFEST = "data_manifest.json"
