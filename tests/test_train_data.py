@@ -259,10 +259,12 @@ def test_pool_mixes_phantoms_and_real_and_samples_use_simulated_users():
     torch.testing.assert_close(a.x, b.x)  # same seeds, same sample
 
 
-def test_prepare_real_on_a_fake_source(tmp_path, monkeypatch):
-    """prepare_real end to end on a fake registered source: split, manifest, no leak."""
+@pytest.fixture
+def fake_source(tmp_path, monkeypatch):
+    """A registered source ``fake_brain`` in ``tmp_path``: the labels of :func:`_semantic`, 9 held out."""
     sem = _semantic((32, 40, 40))
-    image = (sem * 5 + 1).astype(np.float32)
+    # a noisy "head" filling the volume, so that supervoxels of every size have room
+    image = (sem * 5 + 10 + np.random.default_rng(0).normal(0, 1, sem.shape)).astype(np.float32)
 
     def build(files):
         from nni_widget.io import load_volume
@@ -276,6 +278,12 @@ def test_prepare_real_on_a_fake_source(tmp_path, monkeypatch):
     (folder / "manifest.json").write_text('{"package": "fakepkg", "version": "1.0", "files": {}}')
     monkeypatch.setitem(S.SOURCES, "fake_brain", src)
     monkeypatch.setitem(HELD_OUT, "fake_brain", ("Hippocampus_L",))
+    return sem
+
+
+def test_prepare_real_on_a_fake_source(fake_source, tmp_path):
+    """prepare_real end to end on a fake registered source: split, manifest, no leak."""
+    sem = fake_source
     vol = prepare_real("fake_brain", tmp_path, n_segments=30)
     assert vol.manifest["held_out"] == ["Hippocampus_L"] and vol.manifest["licence"] == "MIT"
     assert vol.manifest["version"] == "1.0" and vol.manifest["training_instances"] == 3
@@ -283,6 +291,51 @@ def test_prepare_real_on_a_fake_source(tmp_path, monkeypatch):
     assert not (vol.instances.astype(bool) & vol.held_out).any()
     assert not (vol.pseudo.astype(bool) & vol.held_out).any()
     assert "Hippocampus_L" not in vol.names.values()
+
+
+def test_coarse_pseudo_label_levels(fake_source, tmp_path):
+    """Coarser SLIC levels: larger supervoxels than the default level, held-out voxels still excluded."""
+    vol = prepare_real("fake_brain", tmp_path, n_segments=25, coarse_sizes=(500, 1500))  # an 8,000-voxel head
+    assert len(vol.pseudo_coarse) == 2 and set(vol.manifest["pseudo_coarse"]) == {"500", "1500"}
+
+    def mean_size(m):
+        counts = np.bincount(m.ravel())[1:]
+        return float(counts[counts > 0].mean())
+
+    sizes = [mean_size(vol.pseudo)] + [mean_size(m) for m in vol.pseudo_coarse]
+    assert sizes[0] < sizes[1] < sizes[2], sizes
+    assert [int(m.max()) for m in vol.pseudo_coarse] == list(vol.manifest["pseudo_coarse"].values())
+    for m in vol.pseudo_coarse:
+        assert m.dtype == np.int32 and not (m.astype(bool) & vol.held_out).any()
+    assert prepare_real("fake_brain", tmp_path, n_segments=25).pseudo_coarse == ()
+    with pytest.raises(ValueError, match="coarse_sizes"):
+        prepare_real("fake_brain", tmp_path, coarse_sizes=(0,))
+    with pytest.raises(ValueError, match="pseudo_coarse_sizes"):
+        TrainConfig(pseudo_coarse_sizes=(3000, -1))
+    assert TrainConfig(pseudo_coarse_sizes=[2500, 8000]).pseudo_coarse_sizes == (2500, 8000)  # JSON lists
+
+
+def test_crops_and_draws_use_every_pseudo_label_level():
+    """A crop is centred on a label of any level; a draw picks a pseudo target from any level."""
+    import dataclasses
+
+    vol = _fake_real_volume()
+    coarse = pseudo_labels(vol.image, vol.image > -100, vol.held_out, n_segments=4)
+    assert coarse.max() >= 2 and np.bincount(coarse.ravel())[1:].mean() > np.bincount(vol.pseudo.ravel())[1:].mean()
+    vol = dataclasses.replace(vol, pseudo_coarse=(coarse,))
+    cfg = TrainConfig(**{**TINY_TRAIN, "n_phantoms": 0}, n_real=4, pseudo_p=1.0, real_min_edge=24, real_max_edge=48,
+                      rotation_p=0, scale_p=0, axis_scale_p=0, flip_p=0, transpose_p=0)  # fmt: skip
+    rng = np.random.default_rng(7)
+    items = [real_item(vol, cfg, rng, augment_params(cfg)) for _ in range(12)]
+    assert all(len(it.maps) == 3 for it in items)
+    assert {1, 2} <= {t.layer for it in items for t in it.targets}
+    pool = TrainPool(cfg, np.random.default_rng(8), [vol])
+    layers = set()  # pseudo_p=1: every draw is a pseudo-label, of either level
+    for _ in range(40):
+        _, gt, item, t = pool.draw()
+        assert (gt.numpy() == (item.maps[t.layer] == t.label)).all()
+        layers.add(t.layer)
+    assert layers == {1, 2}
 
 
 @pytest.mark.slow

@@ -285,6 +285,8 @@ class RealVolume:
         pseudo: int32 map of pseudo-label supervoxels (0 where none).
         held_out: bool mask of the held-out structures (for checks; never a target).
         manifest: provenance (source, package, version, licence, file hashes, split).
+        pseudo_coarse: further int32 pseudo-label maps of larger SLIC supervoxels, one per size
+            asked of :func:`prepare_real` (``coarse_sizes``); empty by default.
     """
 
     source: str
@@ -295,6 +297,7 @@ class RealVolume:
     pseudo: np.ndarray
     held_out: np.ndarray
     manifest: dict[str, Any] = field(default_factory=dict)
+    pseudo_coarse: tuple[np.ndarray, ...] = ()
 
 
 def prepare_real(
@@ -306,12 +309,19 @@ def prepare_real(
     max_voxels: int | None = 100_000,
     with_pseudo: bool = True,
     pseudo_method: str = "slic",
+    coarse_sizes: Sequence[int] = (),
 ) -> RealVolume:
     """Fetch (if needed) and prepare one real source for training.
 
     Instances above ``max_voxels`` are dropped: whole-brain tissue classes (MNI152 grey and white
     matter, ~0.6-1.1 M voxels) fill every training window, dominated the loss of a first run and are
     not the kind of object one segments interactively. The largest AAL region has ~40 k voxels.
+
+    ``coarse_sizes`` adds SLIC levels (``RealVolume.pseudo_coarse``) whose supervoxels hold about that
+    many voxels each (``n_segments`` = head voxels / size): the default level's supervoxels (300-1,300
+    voxels, 10-18 voxels across on the training heads) are smaller than the structures one segments
+    (caudate, thalamus, ventricles: 2-18 k voxels, 15-40 across), and a network trained on them alone
+    learns that size.
 
     Raises:
         nni_widget.data.DataFetchError: the source cannot be fetched, or (with pseudo-labels)
@@ -330,6 +340,8 @@ def prepare_real(
         )
     if pseudo_method not in PSEUDO_METHODS:
         raise ValueError(f"pseudo_method must be one of {PSEUDO_METHODS}, got {pseudo_method!r}")
+    if any(int(size) < 1 for size in coarse_sizes):
+        raise ValueError(f"coarse_sizes {tuple(coarse_sizes)} must be positive voxel counts")
     volume, semantic, names = load_real(source, cache_dir)
     image = np.asarray(volume.array, np.float32)
     held = held_out_labels(source, names)
@@ -345,8 +357,14 @@ def prepare_real(
             pseudo = region_pseudo_labels(image, head, forbidden)
         else:
             pseudo = pseudo_labels(image, head, forbidden, n_segments=n_segments)
+        coarse = tuple(
+            pseudo_labels(image, head, forbidden, n_segments=max(2, int(head.sum()) // int(size)),
+                          min_voxels=max(200, int(size) // 8))
+            for size in coarse_sizes
+        )  # fmt: skip
     else:
         pseudo = np.zeros(image.shape, np.int32)
+        coarse = ()
     src = SOURCES[source]
     folder = data_cache_dir(cache_dir) / source
     fetched = json.loads((folder / "manifest.json").read_text())
@@ -366,12 +384,13 @@ def prepare_real(
         "training_instances": len(inst_names),
         "pseudo_labels": int(pseudo.max()),
         "pseudo_method": pseudo_method if with_pseudo else None,
+        "pseudo_coarse": {str(int(size)): int(m.max()) for size, m in zip(coarse_sizes, coarse)},
         "pseudo_excludes": [f"{o} held-out structures (through world coordinates, +{SHARED_SPACE_MARGIN} voxels)"
                             for o in SHARED_SPACE_SOURCES if o != source and source in SHARED_SPACE_SOURCES],
     }
     logger.info("%s: %d training instances, %d pseudo-labels, held out %s", source, len(inst_names),
                 manifest["pseudo_labels"], manifest["held_out"])  # fmt: skip
-    return RealVolume(source, image, instances, inst_names, related, pseudo, held_mask, manifest)
+    return RealVolume(source, image, instances, inst_names, related, pseudo, held_mask, manifest, coarse)
 
 
 def _head_mask(image: np.ndarray) -> np.ndarray:

@@ -94,6 +94,10 @@ class TrainConfig:
         pseudo_method: how pseudo-labels are made (``nni_widget.data.prepare_real``): ``"slic"``
             supervoxels (cut homogeneous tissue along arbitrary lines) or ``"regions"``
             (intensity classes split at their necks, so their outer boundaries are image edges).
+        pseudo_coarse_sizes: extra SLIC pseudo-label levels of larger supervoxels, one per mean size
+            in voxels (``prepare_real``'s ``coarse_sizes``). A crop centred on a pseudo-label picks
+            its level uniformly among the default level and these. Empty (default): the default
+            level only, whose supervoxels are smaller than most structures one segments.
         real_margin: random margin (voxels, min/max) around the object of a real crop.
         real_min_edge / real_max_edge: smallest / largest edge of a real crop (before augmentation).
         amp: mixed precision (fp16 autocast + gradient scaling) when training on CUDA.
@@ -175,6 +179,7 @@ class TrainConfig:
     pseudo_p: float = 0.25
     pseudo_only_sources: tuple[str, ...] = ()
     pseudo_method: str = "slic"
+    pseudo_coarse_sizes: tuple[int, ...] = ()
     real_margin: tuple[int, int] = (8, 32)
     real_min_edge: int = 48
     real_max_edge: int = 112
@@ -205,6 +210,12 @@ class TrainConfig:
         self.users = tuple(str(u) for u in self.users)
         self.real_sources = tuple(str(r) for r in self.real_sources)
         self.pseudo_only_sources = tuple(str(r) for r in self.pseudo_only_sources)
+        self.pseudo_coarse_sizes = tuple(int(v) for v in self.pseudo_coarse_sizes)
+        if any(v < 1 for v in self.pseudo_coarse_sizes):
+            raise ValueError(
+                f"pseudo_coarse_sizes {self.pseudo_coarse_sizes} must be positive voxel counts (mean "
+                "supervoxel sizes of the extra SLIC levels), e.g. (3000, 10000); () for none"
+            )
         if set(self.pseudo_only_sources) - set(self.real_sources):
             raise ValueError(
                 f"pseudo_only_sources {self.pseudo_only_sources} must name sources of real_sources "

@@ -271,7 +271,10 @@ def prepare_real_data(cfg: TrainConfig) -> list:
     ``cfg.pseudo_only_sources`` keep their pseudo-labels only."""
     from nni_widget.data import prepare_real
 
-    volumes = [prepare_real(name, pseudo_method=cfg.pseudo_method) for name in cfg.real_sources]
+    volumes = [
+        prepare_real(name, pseudo_method=cfg.pseudo_method, coarse_sizes=cfg.pseudo_coarse_sizes)
+        for name in cfg.real_sources
+    ]
     return [_without_instances(v) if v.source in cfg.pseudo_only_sources else v for v in volumes]
 
 

@@ -104,7 +104,10 @@ def real_item(volume, cfg: TrainConfig, rng: np.random.Generator, params: Augmen
     if not (has_pseudo or has_instances):
         raise ValueError(f"{volume.source} has neither training instances nor pseudo-labels")
     use_pseudo = has_pseudo and (not has_instances or rng.random() < cfg.pseudo_p)
+    coarse = [m for m in getattr(volume, "pseudo_coarse", ()) if m.any()]
     layer_map = volume.pseudo if use_pseudo else volume.instances
+    if use_pseudo and coarse:  # no draw without coarse levels: earlier runs keep their streams
+        layer_map = ([volume.pseudo] + coarse)[int(rng.integers(len(coarse) + 1))]
     n = int(layer_map.max())
     label = int(rng.integers(1, n + 1))
     while not (layer_map == label).any():  # relabelled maps are dense; this guards hand-made ones
@@ -119,10 +122,10 @@ def real_item(volume, cfg: TrainConfig, rng: np.random.Generator, params: Augmen
     )
     sl = tuple(slice(int(a), int(a + s)) for a, s in zip(start, size))
     image = zscore(volume.image[sl])
-    maps = [volume.instances[sl], volume.pseudo[sl]]
+    maps = [volume.instances[sl], volume.pseudo[sl]] + [m[sl] for m in coarse]
     targets = [Target(0, int(v), volume.names.get(int(v), "structure"), volume.related.get(int(v), ()))
                for v in np.unique(maps[0]) if v]  # fmt: skip
-    targets += [Target(1, int(v), "pseudo") for v in np.unique(maps[1]) if v]
+    targets += [Target(k, int(v), "pseudo") for k in range(1, len(maps)) for v in np.unique(maps[k]) if v]
     return _finish(image, maps, targets, rng, params, volume.source)
 
 
@@ -167,9 +170,11 @@ class TrainPool:
         """
         item = self.items[int(self.rng.integers(len(self.items)))]
         by_layer = [[t for t in item.targets if t.layer == k] for k in range(len(item.maps))]
-        # pseudo-labels (layer 1) with probability pseudo_p, whatever their number in the crop
-        pseudo = len(by_layer) > 1 and bool(by_layer[1])
+        # pseudo-labels (layers 1.., one per level) with probability pseudo_p, whatever their number
+        pseudo = [k for k in range(1, len(by_layer)) if by_layer[k]]
         layer = 1 if pseudo and (not by_layer[0] or self.rng.random() < self.cfg.pseudo_p) else 0
+        if layer and len(by_layer) > 2:  # coarse levels: one level uniformly (no draw otherwise)
+            layer = pseudo[int(self.rng.integers(len(pseudo)))]
         choices = by_layer[layer]
         t = choices[int(self.rng.integers(len(choices)))]
         layer = item.maps[t.layer]
