@@ -25,6 +25,7 @@ from nni_widget.evaluate import (
     interactions_to_reach,
     load_suite,
     normalised_surface_distance,
+    precision_recall,
     run_case,
     seed_labels,
     static_prompt,
@@ -52,6 +53,19 @@ def test_dice_identical_disjoint_empty():
     assert dice(b & False, b & False) == 1.0
     with pytest.raises(ValueError):
         dice(a, a[:-1])
+
+
+def test_precision_recall():
+    a = cube(n=4)  # z 3..6
+    b = a.copy()
+    b[5:] = False  # its first two slices
+    assert precision_recall(b, a) == (1.0, 0.5)  # half the cube, nothing wrong: an under-segmentation
+    assert precision_recall(a, b) == (0.5, 1.0)  # the reverse: an over-segmentation
+    p, r = precision_recall(a | np.roll(a, 2, axis=2), a)
+    assert dice(a | np.roll(a, 2, axis=2), a) == pytest.approx(2 * p * r / (p + r))
+    assert precision_recall(a & False, a) == (1.0, 0.0)
+    with pytest.raises(ValueError):
+        precision_recall(a, a[:-1])
 
 
 def test_nsd_identical_and_disjoint():
@@ -225,8 +239,11 @@ def test_unsupported_prompts_are_not_given(tiny_case):
     assert run_case(m, tiny_case, "point")["status"] == "unsupported"
     row = run_case(m, tiny_case, "box")
     assert row["status"] == "no corrections" and row["dice_last"] is None and len(row["dice_curve"]) == 1
+    p, r = row["precision_first"], row["recall_first"]
+    # one slice of the box: part of the object, with background around it
+    assert 0 < r < 1 and 0 < p < 1 and row["dice_first"] == pytest.approx(2 * p * r / (p + r))
     (s,) = summarise([row])
-    assert s["dice_first"] == pytest.approx(row["dice_first"])
+    assert s["dice_first"] == pytest.approx(row["dice_first"]) and s["recall_first"] == pytest.approx(r)
 
 
 def test_crop_case_margin():

@@ -32,6 +32,7 @@ from nni_widget.evaluate._metrics import (
     dice,
     interactions_to_reach,
     normalised_surface_distance,
+    precision_recall,
     surface_voxels,
 )
 from nni_widget.evaluate._official_peer import WEIGHTS_ENV, OfficialEngineMethod, official_weights
@@ -69,6 +70,7 @@ __all__ = [
     "mask_box",
     "mean_curves",
     "normalised_surface_distance",
+    "precision_recall",
     "object_bounds",
     "official_weights",
     "phantom_cases",

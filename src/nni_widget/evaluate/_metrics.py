@@ -14,6 +14,7 @@ from scipy import ndimage
 
 __all__ = [
     "dice",
+    "precision_recall",
     "surface_voxels",
     "normalised_surface_distance",
     "curve_auc",
@@ -35,6 +36,16 @@ def dice(a: object, b: object) -> float:
     if total == 0:
         return 1.0
     return 2.0 * int(np.count_nonzero(a & b)) / total
+
+
+def precision_recall(pred: object, gt: object) -> tuple[float, float]:
+    """``(|P & G| / |P|, |P & G| / |G|)``: how much of a prediction is right, how much of the truth
+    it finds. They tell an over-segmentation (low precision) from an under-segmentation (low recall)
+    at equal Dice. An empty prediction has precision 1.0; an empty truth has recall 1.0."""
+    p, g = _pair(pred, gt)
+    hit = int(np.count_nonzero(p & g))
+    n_p, n_g = int(np.count_nonzero(p)), int(np.count_nonzero(g))
+    return (hit / n_p if n_p else 1.0), (hit / n_g if n_g else 1.0)
 
 
 def surface_voxels(mask: object) -> np.ndarray:

@@ -17,7 +17,13 @@ from tqdm.auto import tqdm
 
 from nni_widget.evaluate._cases import Case
 from nni_widget.evaluate._methods import Method
-from nni_widget.evaluate._metrics import curve_auc, dice, interactions_to_reach, normalised_surface_distance
+from nni_widget.evaluate._metrics import (
+    curve_auc,
+    dice,
+    interactions_to_reach,
+    normalised_surface_distance,
+    precision_recall,
+)
 from nni_widget.evaluate._robot import PROMPT_KINDS, correction_click, static_prompt
 
 __all__ = ["object_bounds", "run_case", "run_suite", "summarise", "markdown_tables", "write_results"]
@@ -25,7 +31,8 @@ __all__ = ["object_bounds", "run_case", "run_suite", "summarise", "markdown_tabl
 logger = logging.getLogger(__name__)
 
 CSV_FIELDS = (
-    "case", "dataset", "structure", "method", "prompt", "status", "dice_first", "dice_last", "auc",
+    "case", "dataset", "structure", "method", "prompt", "status", "dice_first", "precision_first",
+    "recall_first", "dice_last", "auc",
     "noi_0.8", "noi_0.9", "nsd_first", "nsd_last", "seconds_per_interaction", "n_interactions", "dice_curve",
 )
 
@@ -48,7 +55,8 @@ def run_case(
     arrays) to the row, for figures; :func:`write_results` leaves them out of the files.
 
     Returns:
-        A row: ``status`` is ``"ok"``, ``"no corrections"`` (the method takes no points, so only
+        A row: ``precision_first`` / ``recall_first`` tell an over- from an under-segmentation of
+        the first prompt; ``status`` is ``"ok"``, ``"no corrections"`` (the method takes no points, so only
         the first prompt was given) or ``"unsupported"`` (the method does not take ``kind``);
         ``dice_curve`` has one Dice per interaction (after a perfect mask, the last value repeats).
     """
@@ -79,6 +87,7 @@ def run_case(
         if step == 0:
             first_mask = mask
     n = len(curve)
+    precision_first, recall_first = precision_recall(first_mask, case.gt)
     if keep_masks:
         row.update(mask_first=first_mask, mask_last=mask)
     return dict(
@@ -88,6 +97,8 @@ def run_case(
         dice_last=curve[-1] if corrections else None,
         auc=curve_auc(curve) if corrections else None,
         **{"noi_0.8": interactions_to_reach(curve, 0.8), "noi_0.9": interactions_to_reach(curve, 0.9)},
+        precision_first=precision_first,
+        recall_first=recall_first,
         nsd_first=normalised_surface_distance(first_mask, case.gt, tolerance_mm, case.spacing),
         nsd_last=normalised_surface_distance(mask, case.gt, tolerance_mm, case.spacing) if corrections else None,
         seconds_per_interaction=float(np.mean(seconds)),
@@ -136,7 +147,8 @@ def summarise(rows: Sequence[dict[str, Any]], by: Sequence[str] = ("method", "pr
     for key, rs in groups.items():
         done = [r for r in rs if r["status"] != "unsupported"]
         s: dict[str, Any] = dict(zip(by, key), runs=len(rs), status=rs[0]["status"])
-        for f in ("dice_first", "dice_last", "auc", "nsd_first", "nsd_last", "seconds_per_interaction"):
+        for f in ("dice_first", "precision_first", "recall_first", "dice_last", "auc", "nsd_first", "nsd_last",
+                  "seconds_per_interaction"):
             s[f] = _mean([r.get(f) for r in done])
         for t in ("0.8", "0.9"):
             # a run that never reaches the target counts as its whole budget (as NoC@85 in the
@@ -158,17 +170,19 @@ def _fmt(v: Any, digits: int = 3) -> str:
 
 def markdown_tables(rows: Sequence[dict[str, Any]], n_corrections: int) -> str:
     """The results as markdown: one table over all cases, then one per dataset."""
-    head = (f"| method | prompt | Dice 1st | Dice +{n_corrections} | AUC | NSD@2mm +{n_corrections} "
-            f"| NoI@0.8 (reached) | NoI@0.9 (reached) | s / interaction |\n|---|---|---|---|---|---|---|---|---|\n")
+    head = (f"| method | prompt | Dice 1st | precision / recall 1st | Dice +{n_corrections} | AUC "
+            f"| NSD@2mm +{n_corrections} | NoI@0.8 (reached) | NoI@0.9 (reached) | s / interaction |\n"
+            "|---|---|---|---|---|---|---|---|---|---|\n")
 
     def table(rs: Sequence[dict[str, Any]]) -> str:
         lines = []
         for s in summarise(rs):
             if s["status"] == "unsupported":
-                lines.append(f"| {s['method']} | {s['prompt']} | not supported | | | | | | |")
+                lines.append(f"| {s['method']} | {s['prompt']} | not supported | | | | | | | |")
                 continue
             lines.append(
-                f"| {s['method']} | {s['prompt']} | {_fmt(s['dice_first'])} | {_fmt(s['dice_last'])} "
+                f"| {s['method']} | {s['prompt']} | {_fmt(s['dice_first'])} "
+                f"| {_fmt(s['precision_first'], 2)} / {_fmt(s['recall_first'], 2)} | {_fmt(s['dice_last'])} "
                 f"| {_fmt(s['auc'])} | {_fmt(s['nsd_last'])} | {_fmt(s['noi_0.8'], 1)} ({s['reached_0.8']}) "
                 f"| {_fmt(s['noi_0.9'], 1)} ({s['reached_0.9']}) | {_fmt(s['seconds_per_interaction'], 2)} |")
         return head + "\n".join(lines) + "\n"
