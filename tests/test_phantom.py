@@ -77,6 +77,25 @@ def test_objects_differ_from_background():
         assert abs(np.median(img[lab == k]) - bg) > 20
 
 
+def test_faint_phantoms_keep_their_objects_and_lose_contrast():
+    img, lab = make_phantom(seed=6, modality="mr")
+    default, _ = make_phantom(seed=6, modality="mr", contrast=1.0)
+    assert np.array_equal(img, default)  # the factor changes nothing else, the random stream included
+    faint, lab2 = make_phantom(seed=6, modality="mr", contrast=0.1)
+    assert np.array_equal(lab, lab2)
+    body = ndimage.binary_erosion(img > 0.3 * np.percentile(img, 99)) & (lab == 0)
+
+    def gaps(im):
+        bg = np.median(im[body])
+        return np.array([abs(np.median(im[lab == k]) - bg) for k in range(1, lab.max() + 1)])
+
+    # nested lesions are measured against the body here, not their organ: compare the sums
+    assert gaps(faint).sum() < 0.3 * gaps(img).sum()
+    assert np.median(faint[body]) == pytest.approx(np.median(img[body]), rel=0.1)  # the body is unchanged
+    with pytest.raises(ValueError, match="contrast"):
+        make_phantom(seed=6, contrast=0)
+
+
 def test_fast_enough():
     make_phantom(seed=0)  # warm-up (imports, caches)
     t0 = time.perf_counter()

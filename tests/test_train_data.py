@@ -338,6 +338,33 @@ def test_crops_and_draws_use_every_pseudo_label_level():
     assert layers == {1, 2}
 
 
+def test_faint_phantoms_in_the_pool(monkeypatch):
+    """phantom_faint_p hands make_phantom a contrast factor from the range; off, always 1."""
+    import nni_widget.train._pools as pools
+
+    seen = []
+
+    def spy(*args, **kw):
+        seen.append(kw["contrast"])
+        return make_phantom(*args, **kw)
+
+    from nni_widget.data import make_phantom
+
+    monkeypatch.setattr(pools, "make_phantom", spy)
+    cfg = TrainConfig(**TINY_TRAIN, phantom_faint_p=1.0, phantom_faint_range=(0.05, 0.2))
+    rng = np.random.default_rng(0)
+    for _ in range(4):
+        pools.phantom_item(cfg, rng, augment_params(cfg))
+    assert len(seen) == 4 and all(0.05 <= c <= 0.2 for c in seen) and len(set(seen)) == 4
+    seen.clear()
+    cfg = TrainConfig(**TINY_TRAIN)
+    pools.phantom_item(cfg, rng, augment_params(cfg))
+    assert seen == [1.0]
+    with pytest.raises(ValueError, match="phantom_faint"):
+        TrainConfig(phantom_faint_range=(0.0, 0.5))
+    assert TrainConfig(phantom_faint_range=[0.1, 0.3]).phantom_faint_range == (0.1, 0.3)  # JSON lists
+
+
 @pytest.mark.slow
 def test_real_colin27_split():
     try:

@@ -46,6 +46,11 @@ class TrainConfig:
         phantom_spacings: phantom spacings ``(dz, dy, dx)`` mm to draw from (the model never sees
             spacing; it changes object anisotropy in voxel space).
         n_phantoms: size of the in-memory phantom pool.
+        phantom_faint_p / phantom_faint_range: probability that a phantom is made faint, its
+            objects' contrast to their surroundings scaled by a factor log-uniform in the range
+            (``make_phantom``'s ``contrast``). The default phantoms' objects stand out by several
+            noise standard deviations; the deep grey nuclei of a T1 brain by a fraction of one.
+            Off by default.
         refresh_every: replace one pool phantom every this many steps (0: never).
         prompt_kinds / prompt_probs: initial (and corrective) prompt types and their probabilities.
         followup_start / followup_end: probability of continuing a sample with another (corrective)
@@ -139,6 +144,8 @@ class TrainConfig:
         (3.0, 0.8, 0.8),
     )
     n_phantoms: int = 48
+    phantom_faint_p: float = 0.0
+    phantom_faint_range: tuple[float, float] = (0.05, 0.5)
     refresh_every: int = 8
     prompt_kinds: tuple[str, ...] = PROMPT_KINDS
     prompt_probs: tuple[float, ...] = (0.4, 0.25, 0.15, 0.2)
@@ -206,6 +213,12 @@ class TrainConfig:
         self.scale_range = tuple(float(v) for v in self.scale_range)  # type: ignore[assignment]
         self.axis_scale_range = tuple(float(v) for v in self.axis_scale_range)  # type: ignore[assignment]
         self.magnify_range = tuple(float(v) for v in self.magnify_range)  # type: ignore[assignment]
+        self.phantom_faint_range = tuple(float(v) for v in self.phantom_faint_range)  # type: ignore[assignment]
+        if not 0 <= self.phantom_faint_p <= 1 or not 0 < self.phantom_faint_range[0] <= self.phantom_faint_range[1]:
+            raise ValueError(
+                f"phantom_faint_p {self.phantom_faint_p} must be in [0, 1] and phantom_faint_range "
+                f"{self.phantom_faint_range} two positive factors, low <= high (e.g. (0.05, 0.5))"
+            )
         self.real_margin = tuple(int(v) for v in self.real_margin)  # type: ignore[assignment]
         self.users = tuple(str(u) for u in self.users)
         self.real_sources = tuple(str(r) for r in self.real_sources)

@@ -85,7 +85,12 @@ def phantom_item(cfg: TrainConfig, rng: np.random.Generator, params: AugmentPara
     """A random phantom; an organ may be merged with its lesions, a lesion with its organ."""
     shape = cfg.phantom_shapes[rng.integers(len(cfg.phantom_shapes))]
     spacing = cfg.phantom_spacings[rng.integers(len(cfg.phantom_spacings))]
-    image, labels, objects = make_phantom(shape, int(rng.integers(2**31)), spacing, return_info=True)
+    seed = int(rng.integers(2**31))
+    contrast = 1.0
+    if cfg.phantom_faint_p > 0 and rng.random() < cfg.phantom_faint_p:  # no draw when off: streams unchanged
+        lo, hi = np.log(cfg.phantom_faint_range)
+        contrast = float(np.exp(rng.uniform(lo, hi)))
+    image, labels, objects = make_phantom(shape, seed, spacing, return_info=True, contrast=contrast)
     targets = []
     for o in objects:
         partners = tuple(c.label for c in objects if c.parent == o.label) or ((o.parent,) if o.parent else ())
