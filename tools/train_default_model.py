@@ -72,6 +72,10 @@ DEFAULT_CONFIG = TrainConfig(
     warmup_steps=20,
     seed=SEED,
     n_phantoms=24,
+    # half the phantoms faint, their objects a fraction of a noise standard deviation from what
+    # surrounds them, as the deep grey nuclei of a T1 brain: run_I2 (session 14) gained on the
+    # real first prompt over run_F2 (docs/default_model.md, "Fourteenth session")
+    phantom_faint_p=0.5,
     n_real=24,
     # pyradiomics' two clinical brain MRIs and ITK's example T1: real scans that are no evaluation
     # volume (the templates Colin27 and MNI152 are, see EVALUATION_SOURCES); most real crops centred
