@@ -109,7 +109,7 @@ def real_item(volume, cfg: TrainConfig, rng: np.random.Generator, params: Augmen
     if not (has_pseudo or has_instances):
         raise ValueError(f"{volume.source} has neither training instances nor pseudo-labels")
     use_pseudo = has_pseudo and (not has_instances or rng.random() < cfg.pseudo_p)
-    coarse = [m for m in getattr(volume, "pseudo_coarse", ()) if m.any()]
+    coarse = [m for m in volume.pseudo_coarse if m.any()]
     layer_map = volume.pseudo if use_pseudo else volume.instances
     if use_pseudo and coarse:  # no draw without coarse levels: earlier runs keep their streams
         layer_map = ([volume.pseudo] + coarse)[int(rng.integers(len(coarse) + 1))]
@@ -177,17 +177,20 @@ class TrainPool:
         by_layer = [[t for t in item.targets if t.layer == k] for k in range(len(item.maps))]
         # pseudo-labels (layers 1.., one per level) with probability pseudo_p, whatever their number
         pseudo = [k for k in range(1, len(by_layer)) if by_layer[k]]
-        layer = 1 if pseudo and (not by_layer[0] or self.rng.random() < self.cfg.pseudo_p) else 0
-        if layer and len(by_layer) > 2:  # coarse levels: one level uniformly (no draw otherwise)
+        if not (pseudo and (not by_layer[0] or self.rng.random() < self.cfg.pseudo_p)):
+            layer = 0
+        elif len(by_layer) > 2:  # coarse levels: one non-empty level uniformly
             layer = pseudo[int(self.rng.integers(len(pseudo)))]
+        else:  # the default level alone: no extra draw, so older runs' random streams are kept
+            layer = pseudo[0]
         choices = by_layer[layer]
         t = choices[int(self.rng.integers(len(choices)))]
-        layer = item.maps[t.layer]
-        gt = layer == t.label
+        labels = item.maps[t.layer]
+        gt = labels == t.label
         if t.partners and self.rng.random() < self.cfg.merge_nested_p:
             k = int(self.rng.integers(1, min(2, len(t.partners)) + 1))
             for p in self.rng.choice(np.asarray(t.partners), k, replace=False):
-                gt |= layer == int(p)
+                gt |= labels == int(p)
         image = intensity_augment(item.image, self.rng, self.params)
         return torch.from_numpy(image), torch.from_numpy(gt), item, t
 
