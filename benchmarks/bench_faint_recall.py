@@ -17,11 +17,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_through_plane import _folder, _RandomWalker  # noqa: E402
 
 
 def main() -> None:
@@ -35,18 +40,17 @@ def main() -> None:
     import torch
 
     from nni_widget.data import make_phantom
-    from nni_widget.engine import Session
     from nni_widget.evaluate import RandomWalkerMethod, precision_recall
     from nni_widget.train import static_prompt
-    from nni_widget.train._evaluate import HELD_OUT_SEED
+    from nni_widget.train._evaluate import HELD_OUT_SEED, _EnginePredictor
     from nni_widget.viz import dice
 
     torch.set_num_threads(1)
     kinds = args.kinds.split(",")
     spacing = (2.0, 1.0, 1.0)
-    methods: dict[str, object] = {m: Session(None if m == "bundled" else m, device="cpu") for m in args.models}
+    methods = {m: _EnginePredictor(_folder(m)) for m in args.models}
     if not args.no_reference:
-        methods["random walker"] = RandomWalkerMethod()
+        methods["random walker"] = _RandomWalker(RandomWalkerMethod(), spacing)
     print("contrast | kind | method | objects | Dice | precision | recall | recall / random walker | s per prompt")
     for contrast in (float(c) for c in args.contrasts.split(",")):
         cases = []
@@ -56,12 +60,12 @@ def main() -> None:
             cases += [(image, labels == o.label) for o in objects]
         for kind in kinds:
             rows: dict[str, tuple[float, float, float, float]] = {}
-            for name, method in methods.items():
+            for name, predict in methods.items():
                 scores, seconds = [], 0.0
                 for image, gt in cases:
                     prompt = static_prompt(gt, kind)
                     t0 = time.perf_counter()
-                    mask = _predict(method, image, spacing, prompt)
+                    mask = predict(image, prompt)
                     seconds += time.perf_counter() - t0
                     scores.append((dice(mask, gt), *precision_recall(mask, gt)))
                 d, p, r = (float(v) for v in np.mean(scores, axis=0))
@@ -71,23 +75,6 @@ def main() -> None:
                 ratio = f"{r / ref[2]:.2f}" if ref and ref[2] > 0 else "-"
                 print(f"{contrast:g} | {kind} | {name} | {len(cases)} | {d:.3f} | {p:.3f} | {r:.3f} | {ratio} | {s:.2f}",
                       flush=True)  # fmt: skip
-
-
-def _predict(method, image: np.ndarray, spacing, prompt) -> np.ndarray:
-    """One first prompt on a fresh object: the engine's session or a classical method."""
-    from nni_widget.engine import Session
-
-    if isinstance(method, Session):
-        if getattr(method, "_bench_image", None) is not image:  # set each phantom once per model
-            method.set_image(image, spacing=spacing)
-            method._bench_image = image
-        obj = method.new_object()
-        method.add(prompt)
-        mask = np.asarray(method.mask) > 0
-        method.delete_object(obj)
-        return mask
-    method.start(image, spacing)
-    return np.asarray(method.add(prompt), dtype=bool)
 
 
 if __name__ == "__main__":

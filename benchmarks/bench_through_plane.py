@@ -66,7 +66,7 @@ def main() -> None:
 
     methods = {m: _EnginePredictor(_folder(m)) for m in args.models}
     if not args.no_reference:
-        methods["random walker"] = _RandomWalker(RandomWalkerMethod())
+        methods["random walker"] = _RandomWalker(RandomWalkerMethod(), (1.0, 1.0, 1.0))
     head = " | ".join(f"d {lo}-{hi}" if hi > lo else f"d {lo}" for lo, hi in BINS)
     print(f"objects | method | recall per slice distance from the prompted slice: {head} | overall | "
           "object slices (median / max)")  # fmt: skip
@@ -108,11 +108,13 @@ def _folder(model: str):
 
 
 class _RandomWalker:
-    def __init__(self, method) -> None:
-        self.method = method
+    """A classical method as a one-prompt predictor: a fresh object on ``image`` per call."""
+
+    def __init__(self, method, spacing) -> None:
+        self.method, self.spacing = method, tuple(spacing)
 
     def __call__(self, image: np.ndarray, prompt) -> np.ndarray:
-        self.method.start(image, (1.0, 1.0, 1.0))
+        self.method.start(image, self.spacing)
         return np.asarray(self.method.add(prompt), dtype=bool)
 
 
