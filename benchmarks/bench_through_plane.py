@@ -26,7 +26,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-BINS = ((0, 0), (1, 3), (4, 7), (8, 12), (13, 20), (21, 40))
+BINS = ((0, 0), (1, 3), (4, 7), (8, 12), (13, 20), (21, 40))  # the last bin takes every farther slice too
 
 
 def main() -> None:
@@ -67,7 +67,7 @@ def main() -> None:
     methods = {m: _EnginePredictor(_folder(m)) for m in args.models}
     if not args.no_reference:
         methods["random walker"] = _RandomWalker(RandomWalkerMethod(), (1.0, 1.0, 1.0))
-    head = " | ".join(f"d {lo}-{hi}" if hi > lo else f"d {lo}" for lo, hi in BINS)
+    head = " | ".join(f"d {lo}" if hi == lo else f"d {lo}+" if (lo, hi) == BINS[-1] else f"d {lo}-{hi}" for lo, hi in BINS)
     print(f"objects | method | recall per slice distance from the prompted slice: {head} | overall | "
           "object slices (median / max)")  # fmt: skip
     for label, cases in sets:
