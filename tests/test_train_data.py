@@ -17,6 +17,7 @@ from nni_widget.data import (
     pseudo_labels,
     region_pseudo_labels,
     related_instances,
+    resample_to_spacing,
 )
 from nni_widget.data import _sources as S
 from nni_widget.train import TrainConfig, TrainPool, make_sample
@@ -313,6 +314,56 @@ def test_coarse_pseudo_label_levels(fake_source, tmp_path):
     with pytest.raises(ValueError, match="pseudo_coarse_sizes"):
         TrainConfig(pseudo_coarse_sizes=(3000, -1))
     assert TrainConfig(pseudo_coarse_sizes=[2500, 8000]).pseudo_coarse_sizes == (2500, 8000)  # JSON lists
+
+
+def test_resample_to_spacing_keeps_world_positions_and_labels():
+    """Thick slices made isotropic: the labels stay where they were in the world, values unchanged."""
+    from nni_widget.io import Volume
+
+    labels = np.zeros((6, 20, 24), np.int16)
+    labels[2:4, 5:15, 8:12] = 3
+    affine = np.diag([4.0, 1.0, 0.5, 1.0])
+    affine[:3, 3] = (10, -5, 2)
+    image = labels.astype(np.float32) * 2 + 1
+    vol, out = resample_to_spacing(Volume(image, (4.0, 1.0, 0.5), affine), labels, (1, 1, 1))
+    assert vol.array.shape == out.shape == (24, 20, 12) and vol.spacing == (1.0, 1.0, 1.0)
+    assert out.dtype == labels.dtype and set(np.unique(out)) == {0, 3}
+    assert vol.array.dtype == np.float32 and vol.array.min() >= 1 and vol.array.max() <= 7
+
+    def world_centre(mask, aff):
+        return (aff @ np.append(np.argwhere(mask).mean(0), 1))[:3]
+
+    np.testing.assert_allclose(world_centre(out == 3, vol.affine), world_centre(labels == 3, affine), atol=1e-6)
+    # 2 slices of 4 mm become 8 of 1 mm; the other axes keep their extent in mm
+    assert [s.stop - s.start for s in ndimage.find_objects(out)[2]] == [8, 10, 2]
+    same, same_labels = resample_to_spacing(vol, out, (1, 1, 1))
+    assert same is vol and same_labels is out  # already there: nothing is copied
+    with pytest.raises(ValueError, match="three positive"):
+        resample_to_spacing(vol, out, (1, 0, 1))
+
+
+def test_prepare_real_resamples_before_the_pseudo_labels(fake_source, tmp_path, monkeypatch):
+    """``spacing`` puts the image, instances, held-out mask and pseudo-labels on one new grid."""
+    from nni_widget.io import load_volume
+
+    sem = fake_source
+    image = (sem * 5 + 10 + np.random.default_rng(0).normal(0, 1, sem.shape)).astype(np.float32)
+    build = lambda files: (load_volume(image, spacing=(2.0, 1.0, 1.0)), sem,  # noqa: E731
+                           {5: "Frontal_A_L", 7: "Frontal_B_L", 9: "Hippocampus_L"})  # fmt: skip
+    import dataclasses
+
+    monkeypatch.setitem(S.SOURCES, "fake_brain", dataclasses.replace(S.SOURCES["fake_brain"], build=build))
+    vol = prepare_real("fake_brain", tmp_path, n_segments=30, spacing=(1, 1, 1))
+    assert vol.image.shape == (64, 40, 40) and vol.manifest["native_spacing"] == [2.0, 1.0, 1.0]
+    assert vol.manifest["spacing"] == [1.0, 1.0, 1.0]
+    for m in (vol.instances, vol.pseudo, vol.held_out):
+        assert m.shape == vol.image.shape
+    assert vol.held_out.sum() == 2 * (sem == 9).sum()  # each 2 mm slice became two 1 mm slices
+    assert not (vol.pseudo.astype(bool) & vol.held_out).any() and vol.pseudo.max() > 0
+    assert prepare_real("fake_brain", tmp_path, n_segments=30).image.shape == sem.shape
+    with pytest.raises(ValueError, match="real_spacing"):
+        TrainConfig(real_spacing=(1, 1))
+    assert TrainConfig(real_spacing=[1, 1, 1]).real_spacing == (1.0, 1.0, 1.0)  # JSON lists
 
 
 def test_crops_and_draws_use_every_pseudo_label_level():

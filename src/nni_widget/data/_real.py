@@ -38,6 +38,7 @@ __all__ = [
     "real_manifest",
     "region_pseudo_labels",
     "related_instances",
+    "resample_to_spacing",
 ]
 
 logger = logging.getLogger(__name__)
@@ -310,6 +311,7 @@ def prepare_real(
     with_pseudo: bool = True,
     pseudo_method: str = "slic",
     coarse_sizes: Sequence[int] = (),
+    spacing: Sequence[float] | None = None,
 ) -> RealVolume:
     """Fetch (if needed) and prepare one real source for training.
 
@@ -322,6 +324,13 @@ def prepare_real(
     voxels, 10-18 voxels across on the training heads) are smaller than the structures one segments
     (caudate, thalamus, ventricles: 2-18 k voxels, 15-40 across), and a network trained on them alone
     learns that size.
+
+    ``spacing`` (mm, ``(dz, dy, dx)``) resamples the image (linear) and its labels (nearest) to that
+    voxel size first (:func:`resample_to_spacing`), so that every later step, the pseudo-labels
+    included, works on that grid. The network sees voxels, not millimetres: on the 6.5 mm slices of
+    the pyradiomics brains an object 20 mm tall spans 3 slices, so training on their native grid
+    teaches that real tissue ends a few voxels through the plane, where on the 1 mm scans one
+    segments it goes on for 15-40.
 
     Raises:
         nni_widget.data.DataFetchError: the source cannot be fetched, or (with pseudo-labels)
@@ -343,6 +352,9 @@ def prepare_real(
     if any(int(size) < 1 for size in coarse_sizes):
         raise ValueError(f"coarse_sizes {tuple(coarse_sizes)} must be positive voxel counts")
     volume, semantic, names = load_real(source, cache_dir)
+    native_spacing = [float(v) for v in volume.spacing]
+    if spacing is not None:
+        volume, semantic = resample_to_spacing(volume, semantic, spacing)
     image = np.asarray(volume.array, np.float32)
     held = held_out_labels(source, names)
     held_mask = np.isin(semantic, sorted(held))
@@ -379,6 +391,8 @@ def prepare_real(
         "distribution_sha256": fetched.get("distribution_sha256"),
         "files": {r: e["sha256"] for r, e in fetched.get("files", {}).items()},
         "shape": list(image.shape),
+        "native_spacing": native_spacing,
+        "spacing": [float(v) for v in volume.spacing],
         "held_out": sorted(names[v] for v in held),
         "held_out_labels": sorted(int(v) for v in held),
         "training_instances": len(inst_names),
@@ -391,6 +405,37 @@ def prepare_real(
     logger.info("%s: %d training instances, %d pseudo-labels, held out %s", source, len(inst_names),
                 manifest["pseudo_labels"], manifest["held_out"])  # fmt: skip
     return RealVolume(source, image, instances, inst_names, related, pseudo, held_mask, manifest, coarse)
+
+
+def resample_to_spacing(volume: Any, labels: np.ndarray, spacing: Sequence[float]) -> tuple[Any, np.ndarray]:
+    """``volume`` (image, linear) and its ``labels`` (nearest) resampled to voxels of ``spacing`` mm.
+
+    The grid keeps the volume's extent: each axis gets ``round(n * old / new)`` voxels (at least 1)
+    whose edges align with the old grid's outer edges, and the returned volume's affine places
+    them in the same world positions, so masks of other sources still map onto it
+    (:func:`held_out_from_shared_space`).
+
+    Raises:
+        ValueError: ``spacing`` is not three positive numbers.
+    """
+    from nni_widget.io import Volume
+
+    target = np.asarray(spacing, float)
+    if target.shape != (3,) or not np.all(np.isfinite(target)) or np.any(target <= 0):
+        raise ValueError(f"spacing {tuple(spacing)} must be three positive voxel sizes in mm, (dz, dy, dx)")
+    old = np.asarray(volume.spacing, float)
+    shape = np.asarray(volume.array.shape)
+    new_shape = np.maximum(1, np.round(shape * old / target)).astype(int)
+    if np.array_equal(new_shape, shape):
+        return volume, labels
+    zoom = new_shape / shape
+    image = ndimage.zoom(np.asarray(volume.array, np.float32), zoom, order=1, mode="nearest", grid_mode=True)
+    resampled = ndimage.zoom(np.asarray(labels), zoom, order=0, mode="nearest", grid_mode=True)
+    # new index i sits at old index (i + 0.5) / zoom - 0.5 (grid_mode aligns the outer voxel edges)
+    step = np.diag(np.append(1 / zoom, 1.0))
+    step[:3, 3] = 0.5 / zoom - 0.5
+    affine = volume.affine @ step
+    return Volume(image, tuple(float(v) for v in old / zoom), affine), resampled
 
 
 def _head_mask(image: np.ndarray) -> np.ndarray:

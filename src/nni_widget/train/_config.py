@@ -103,6 +103,11 @@ class TrainConfig:
             in voxels (``prepare_real``'s ``coarse_sizes``). A crop centred on a pseudo-label picks
             its level uniformly among the default level and these. Empty (default): the default
             level only, whose supervoxels are smaller than most structures one segments.
+        real_spacing: voxel size (mm, ``(dz, dy, dx)``) the real volumes are resampled to before
+            their pseudo-labels are made (``prepare_real``'s ``spacing``); None (default): their
+            own grids. The training sources are anisotropic (the pyradiomics brains 6.5 x 0.78 x
+            0.78 mm, ITK's head 2 x 3 x 2), the MRI one segments mostly 1 mm isotropic, and the
+            network sees voxels: ``(1, 1, 1)`` shows it real tissue that goes on through the plane.
         real_margin: random margin (voxels, min/max) around the object of a real crop.
         real_min_edge / real_max_edge: smallest / largest edge of a real crop (before augmentation).
         amp: mixed precision (fp16 autocast + gradient scaling) when training on CUDA.
@@ -187,6 +192,7 @@ class TrainConfig:
     pseudo_only_sources: tuple[str, ...] = ()
     pseudo_method: str = "slic"
     pseudo_coarse_sizes: tuple[int, ...] = ()
+    real_spacing: tuple[float, float, float] | None = None
     real_margin: tuple[int, int] = (8, 32)
     real_min_edge: int = 48
     real_max_edge: int = 112
@@ -229,6 +235,13 @@ class TrainConfig:
                 f"pseudo_coarse_sizes {self.pseudo_coarse_sizes} must be positive voxel counts (mean "
                 "supervoxel sizes of the extra SLIC levels), e.g. (3000, 10000); () for none"
             )
+        if self.real_spacing is not None:
+            self.real_spacing = tuple(float(v) for v in self.real_spacing)  # type: ignore[assignment]
+            if len(self.real_spacing) != 3 or not all(0 < v < float("inf") for v in self.real_spacing):
+                raise ValueError(
+                    f"real_spacing {self.real_spacing} must be three positive voxel sizes in mm, "
+                    "(dz, dy, dx), e.g. (1, 1, 1); None keeps each real volume's own grid"
+                )
         if set(self.pseudo_only_sources) - set(self.real_sources):
             raise ValueError(
                 f"pseudo_only_sources {self.pseudo_only_sources} must name sources of real_sources "

@@ -272,7 +272,8 @@ def prepare_real_data(cfg: TrainConfig) -> list:
     from nni_widget.data import prepare_real
 
     volumes = [
-        prepare_real(name, pseudo_method=cfg.pseudo_method, coarse_sizes=cfg.pseudo_coarse_sizes)
+        prepare_real(name, pseudo_method=cfg.pseudo_method, coarse_sizes=cfg.pseudo_coarse_sizes,
+                     spacing=cfg.real_spacing)
         for name in cfg.real_sources
     ]
     return [_without_instances(v) if v.source in cfg.pseudo_only_sources else v for v in volumes]
