@@ -344,15 +344,18 @@ def test_resample_to_spacing_keeps_world_positions_and_labels():
 
 def test_prepare_real_resamples_before_the_pseudo_labels(fake_source, tmp_path, monkeypatch):
     """``spacing`` puts the image, instances, held-out mask and pseudo-labels on one new grid."""
+    import dataclasses
+
     from nni_widget.io import load_volume
 
     sem = fake_source
-    image = (sem * 5 + 10 + np.random.default_rng(0).normal(0, 1, sem.shape)).astype(np.float32)
-    build = lambda files: (load_volume(image, spacing=(2.0, 1.0, 1.0)), sem,  # noqa: E731
-                           {5: "Frontal_A_L", 7: "Frontal_B_L", 9: "Hippocampus_L"})  # fmt: skip
-    import dataclasses
+    source = S.SOURCES["fake_brain"]
 
-    monkeypatch.setitem(S.SOURCES, "fake_brain", dataclasses.replace(S.SOURCES["fake_brain"], build=build))
+    def build(files):  # the fixture's volume, on 2 mm slices
+        volume, labels, names = source.build(files)
+        return load_volume(volume.array, spacing=(2.0, 1.0, 1.0)), labels, names
+
+    monkeypatch.setitem(S.SOURCES, "fake_brain", dataclasses.replace(source, build=build))
     vol = prepare_real("fake_brain", tmp_path, n_segments=30, spacing=(1, 1, 1))
     assert vol.image.shape == (64, 40, 40) and vol.manifest["native_spacing"] == [2.0, 1.0, 1.0]
     assert vol.manifest["spacing"] == [1.0, 1.0, 1.0]
