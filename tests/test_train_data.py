@@ -239,6 +239,40 @@ def test_pseudo_only_sources_keep_their_pseudo_labels_as_the_only_targets(monkey
         prepare_real_data(cfg)
 
 
+def test_real_native_p_mixes_crops_from_both_grids(monkeypatch):
+    """real_native_p: each source is prepared on real_spacing and on its own grid, and that share of
+    the real crops comes from the own grids."""
+    import dataclasses
+
+    import nni_widget.data as data
+    from nni_widget.train._loop import prepare_real_data
+
+    vol = _fake_real_volume()
+    calls = []
+
+    def fake_prepare(name, spacing=None, **kw):
+        calls.append((name, spacing))
+        manifest = {"resampled_to": None if spacing is None else list(spacing)}
+        return dataclasses.replace(vol, source=f"{name}@{'native' if spacing is None else 'iso'}", manifest=manifest)
+
+    monkeypatch.setattr(data, "prepare_real", fake_prepare)
+    base = dict(**{**TINY_TRAIN, "n_phantoms": 0}, real_sources=("a", "b"), n_real=200, real_min_edge=24,
+                real_max_edge=48, real_spacing=(1, 1, 1))  # fmt: skip
+    assert [v.source for v in prepare_real_data(TrainConfig(**base))] == ["a@iso", "b@iso"]
+    cfg = TrainConfig(**base, real_native_p=0.25)
+    volumes = prepare_real_data(cfg)
+    assert calls[-4:] == [("a", (1.0, 1.0, 1.0)), ("b", (1.0, 1.0, 1.0)), ("a", None), ("b", None)]
+    pool = TrainPool(cfg, np.random.default_rng(9), volumes)
+    native = [it.origin.endswith("@native") for it in pool.items].count(True)
+    assert 25 <= native <= 75  # 200 crops at p = 0.25: 50 expected (binomial sd 6)
+    with pytest.raises(ValueError, match="own grids"):
+        TrainPool(cfg, np.random.default_rng(9), volumes[:2])  # resampled volumes only
+    with pytest.raises(ValueError, match="real_native_p"):
+        TrainConfig(**{**base, "real_spacing": None}, real_native_p=0.25)
+    with pytest.raises(ValueError, match="real_native_p"):
+        TrainConfig(**base, real_native_p=1.5)
+
+
 def test_pool_mixes_phantoms_and_real_and_samples_use_simulated_users():
     vol = _fake_real_volume()
     cfg = TrainConfig(**TINY_TRAIN, n_real=3, real_min_edge=24, real_max_edge=48, max_rounds=3)

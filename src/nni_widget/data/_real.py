@@ -393,6 +393,7 @@ def prepare_real(
         "shape": list(image.shape),
         "native_spacing": native_spacing,
         "spacing": [float(v) for v in volume.spacing],
+        "resampled_to": None if spacing is None else [float(v) for v in spacing],
         "held_out": sorted(names[v] for v in held),
         "held_out_labels": sorted(int(v) for v in held),
         "training_instances": len(inst_names),

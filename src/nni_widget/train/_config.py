@@ -108,6 +108,10 @@ class TrainConfig:
             own grids. The training sources are anisotropic (the pyradiomics brains 6.5 x 0.78 x
             0.78 mm, ITK's head 2 x 3 x 2), the MRI one segments mostly 1 mm isotropic, and the
             network sees voxels: ``(1, 1, 1)`` shows it real tissue that goes on through the plane.
+        real_native_p: with ``real_spacing``, the share of real crops cut from the volumes on their
+            own grids (each source is then prepared on both grids). 0 (default): every real crop is
+            resampled. The native thick slices taught small structures and thick-slice CT things
+            the 1 mm grid alone lost (docs/default_model.md, "Sixteenth session").
         real_margin: random margin (voxels, min/max) around the object of a real crop.
         real_min_edge / real_max_edge: smallest / largest edge of a real crop (before augmentation).
         amp: mixed precision (fp16 autocast + gradient scaling) when training on CUDA.
@@ -193,6 +197,7 @@ class TrainConfig:
     pseudo_method: str = "slic"
     pseudo_coarse_sizes: tuple[int, ...] = ()
     real_spacing: tuple[float, float, float] | None = None
+    real_native_p: float = 0.0
     real_margin: tuple[int, int] = (8, 32)
     real_min_edge: int = 48
     real_max_edge: int = 112
@@ -242,6 +247,11 @@ class TrainConfig:
                     f"real_spacing {self.real_spacing} must be three positive voxel sizes in mm, "
                     "(dz, dy, dx), e.g. (1, 1, 1); None keeps each real volume's own grid"
                 )
+        if not 0 <= self.real_native_p <= 1 or (self.real_native_p and self.real_spacing is None):
+            raise ValueError(
+                f"real_native_p {self.real_native_p} must be in [0, 1], and above 0 only with "
+                "real_spacing set (it is the share of real crops kept on the volumes' own grids)"
+            )
         if set(self.pseudo_only_sources) - set(self.real_sources):
             raise ValueError(
                 f"pseudo_only_sources {self.pseudo_only_sources} must name sources of real_sources "

@@ -268,14 +268,19 @@ def _init_distributed(backend: str) -> bool:
 
 def prepare_real_data(cfg: TrainConfig) -> list:
     """The prepared real volumes of ``cfg.real_sources`` (held-out structures removed); those of
-    ``cfg.pseudo_only_sources`` keep their pseudo-labels only."""
+    ``cfg.pseudo_only_sources`` keep their pseudo-labels only.
+
+    With ``cfg.real_native_p`` each source comes twice: on ``cfg.real_spacing`` first, then on its
+    own grid (:class:`~nni_widget.train._pools.TrainPool` tells them apart by their manifests).
+    """
     from nni_widget.data import prepare_real
 
+    grids = [cfg.real_spacing] + ([None] if cfg.real_native_p > 0 else [])
     volumes = [
         prepare_real(name, pseudo_method=cfg.pseudo_method, coarse_sizes=cfg.pseudo_coarse_sizes,
-                     spacing=cfg.real_spacing)
-        for name in cfg.real_sources
-    ]
+                     spacing=grid)
+        for grid in grids for name in cfg.real_sources
+    ]  # fmt: skip
     return [_without_instances(v) if v.source in cfg.pseudo_only_sources else v for v in volumes]
 
 

@@ -150,12 +150,27 @@ class TrainPool:
         self.kinds = ["phantom"] * cfg.n_phantoms + ["real"] * n_real
         if not self.kinds:
             raise ValueError("the pool is empty: set n_phantoms, or n_real with real data")
+        # real_native_p: crops from the volumes on their own grids, the rest from the resampled ones
+        self.native = [v for v in self.real if v.manifest.get("resampled_to") is None]
+        self.resampled = [v for v in self.real if v.manifest.get("resampled_to") is not None]
+        if cfg.real_native_p > 0 and self.real and not (self.native and self.resampled):
+            raise ValueError(
+                f"real_native_p > 0 needs real volumes on their own grids and resampled ones "
+                f"(prepare_real_data prepares both); got {len(self.native)} on their own grids and "
+                f"{len(self.resampled)} resampled"
+            )
         self.items = [self._make(k) for k in self.kinds]
+
+    def _real_volume(self):
+        if self.cfg.real_native_p <= 0:  # no extra draw: older runs' random streams are kept
+            return self.real[int(self.rng.integers(len(self.real)))]
+        group = self.native if self.rng.random() < self.cfg.real_native_p else self.resampled
+        return group[int(self.rng.integers(len(group)))]
 
     def _make(self, kind: str) -> Item:
         for _ in range(20):
             if kind == "real":
-                vol = self.real[int(self.rng.integers(len(self.real)))]
+                vol = self._real_volume()
                 item = real_item(vol, self.cfg, self.rng, self.params)
             else:
                 item = phantom_item(self.cfg, self.rng, self.params)
