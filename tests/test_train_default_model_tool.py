@@ -100,6 +100,21 @@ def test_pseudo_only_sources_follow_an_overridden_source_list(tool):
     assert "pseudo_only_sources" not in tool._overrides(["seed=3"])
 
 
+def test_native_grids_alone_switch_off_the_grid_mix(tool):
+    """The default recipe resamples the real heads to 1 mm and keeps a share of native-grid crops;
+    asking for the native grids alone (real_spacing null) turns the mix off instead of failing."""
+    from nni_widget.train import TrainConfig
+
+    assert tool.DEFAULT_CONFIG.real_spacing == (1.0, 1.0, 1.0) and 0 < tool.DEFAULT_CONFIG.real_native_p < 1
+    native = tool._overrides(["real_spacing=null"])
+    assert native == {"real_spacing": None, "real_native_p": 0.0}
+    cfg = TrainConfig.from_dict({**tool.DEFAULT_CONFIG.to_dict(), **native})
+    assert cfg.real_spacing is None and cfg.real_native_p == 0
+    with pytest.raises(ValueError, match="real_native_p"):  # an explicit share still needs a grid
+        TrainConfig.from_dict({**tool.DEFAULT_CONFIG.to_dict(), **tool._overrides(["real_spacing=null",
+                                                                                     "real_native_p=0.5"])})
+
+
 def test_train_here_evaluate_elsewhere(tmp_path, tool, monkeypatch):
     """--no-eval trains and records (as on the GPU machine); --skip-training later evaluates and installs."""
     dest, run = tmp_path / "dest", tmp_path / "gpu_run"

@@ -84,6 +84,14 @@ DEFAULT_CONFIG = TrainConfig(
     real_sources=("brain1_mr", "brain2_mr", "itk_t1_tissue"),
     pseudo_only_sources=("itk_t1_tissue",),
     pseudo_p=0.8,
+    # the real heads resampled to 1 mm (their own slices are 6.5 and 2-3 mm, where a structure
+    # spans a few voxels through the plane) with 30% of the real crops still cut from the native
+    # grids, and phantoms as thin-sliced as the 1 mm scans one segments: run_L2 (session 16) and
+    # run_M2 (session 17) reached further through a 2D prompt's plane, and run_M2 kept the
+    # thick-slice CT lesion (docs/default_model.md, "Sixteenth session", "Seventeenth session")
+    real_spacing=(1.0, 1.0, 1.0),
+    real_native_p=0.3,
+    phantom_spacings=((1.0, 1.0, 1.0), (0.6, 1.0, 1.0), (1.0, 0.8, 0.8)),
     num_threads=1,
     device="cpu",
     # bf16 forwards where the CPU has native bf16 (AVX512-BF16/AMX): a training step in half the
@@ -233,6 +241,8 @@ def _overrides(items: list[str]) -> dict:
     if "real_sources" in out and "pseudo_only_sources" not in out:
         # the default's pseudo-only sources apply to those of the new list that remain
         out["pseudo_only_sources"] = [s for s in DEFAULT_CONFIG.pseudo_only_sources if s in (out["real_sources"] or ())]
+    if "real_spacing" in out and out["real_spacing"] is None and "real_native_p" not in out:
+        out["real_native_p"] = 0.0  # the real volumes on their own grids only: nothing to mix
     return out
 
 
