@@ -110,8 +110,9 @@ class TrainConfig:
             network sees voxels: ``(1, 1, 1)`` shows it real tissue that goes on through the plane.
         real_native_p: with ``real_spacing``, the share of real crops cut from the volumes on their
             own grids (each source is then prepared on both grids). 0 (default): every real crop is
-            resampled. The native thick slices taught small structures and thick-slice CT things
-            the 1 mm grid alone lost (docs/default_model.md, "Sixteenth session").
+            resampled. Runs on the 1 mm grid alone lost on small structures and on the thick-slice
+            CT lesion; a 0.3 share kept the lesion (docs/default_model.md, "Sixteenth session",
+            "Seventeenth session").
         real_margin: random margin (voxels, min/max) around the object of a real crop.
         real_min_edge / real_max_edge: smallest / largest edge of a real crop (before augmentation).
         amp: mixed precision (fp16 autocast + gradient scaling) when training on CUDA.
