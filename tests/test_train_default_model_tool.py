@@ -145,6 +145,46 @@ def test_train_here_evaluate_elsewhere(tmp_path, tool, monkeypatch):
     assert "--no-eval" in _json(dest / "provenance.json")["command"]  # the training command is kept
 
 
+def test_average_of_two_runs_is_evaluated_and_installed_with_both_records(tmp_path, tool):
+    """average_models.py --run-dir turns two runs into one run directory that this tool evaluates
+    against --baseline and installs with both runs' configs and logs."""
+    spec = importlib.util.spec_from_file_location("average_models", REPO / "tools" / "average_models.py")
+    avg = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(avg)
+    dest = tmp_path / "dest"
+    assert tool.main(["--run", str(tmp_path / "base"), "--dest", str(dest), "--from-scratch", "--steps", "2", *TINY]) == 0
+    for name, seed in (("run_a", 1), ("run_b", 2)):
+        assert tool.main(["--run", str(tmp_path / name), "--init-from", str(dest), "--no-eval", "--steps", "3",
+                          "--set", f"seed={seed}", *TINY]) == 0  # fmt: skip
+    # a lasting mark in each run's manifest, so the merged one can be checked
+    for name in ("run_a", "run_b"):
+        (tmp_path / name / "data_manifest.json").write_text(json.dumps({"volumes": [{"source": name}, {"source": "x"}]}))
+    run = tmp_path / "run_ab"
+    args = [str(tmp_path / "run_a"), str(tmp_path / "run_b"), str(tmp_path / "soup"), "--run-dir", str(run)]
+    with pytest.raises(SystemExit):  # a run directory needs the model to beat
+        avg.main(args)
+    assert avg.main([*args, "--baseline", str(dest)]) == 0
+    assert {"model", "init_model", "config.json", "config_run_b.json", "train_log.csv", "train_log_run_b.csv",
+            "provenance.json", "data_manifest.json"} <= {p.name for p in run.iterdir()}  # fmt: skip
+    assert [v["source"] for v in _json(run / "data_manifest.json")["volumes"]] == ["run_a", "x", "run_b"]
+    prov = _json(run / "provenance.json")
+    assert set(prov["weight_average"]) >= {"run_a", "run_b"} and prov["cumulative_steps"] == 5
+    assert "--run-dir" in prov["command"]
+    tool.scores.update(model=(0.5, 0.6), init_model=(0.5, 0.45))
+    assert tool.main(["--run", str(run), "--dest", str(dest), "--skip-training", *TINY]) == 0
+    assert _json(run / "held_out_eval.json")["installed"] is True
+    for name in ("config_run_b.json", "train_log_run_b.csv", "config.json", "train_log.csv"):
+        assert (dest / name).is_file(), name
+    assert "weight_average" in _json(dest / "provenance.json")
+    assert load_model_folder(dest, device="cpu").extra["weight_average"]["weight_a"] == 0.5
+    with pytest.raises(ValueError, match="lacks model/plans.json"):  # a model folder is no finished run
+        avg.check_run_dirs(tmp_path / "run_a", dest, dest)
+    with pytest.raises(SystemExit):  # the command line says so before writing anything
+        avg.main([str(tmp_path / "run_a"), str(dest), str(tmp_path / "soup2"), "--run-dir", str(tmp_path / "r2"),
+                  "--baseline", str(dest)])  # fmt: skip
+    assert not (tmp_path / "soup2").exists() and not (tmp_path / "r2").exists()
+
+
 def test_only_rank_zero_evaluates_and_installs(tmp_path, tool, monkeypatch):
     """Under torchrun every rank runs the tool; the others return after training, touching nothing."""
     dest = tmp_path / "dest"

@@ -396,7 +396,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.dest.exists():
         shutil.rmtree(args.dest)
     shutil.copytree(folder, args.dest)
-    for name in SIDE_FILES:
+    # a weight average's run directory also holds its second run's config and log (average_models.py)
+    extra = sorted(p.name for pattern in ("config_*.json", "train_log_*.csv") for p in args.run.glob(pattern))
+    for name in (*SIDE_FILES, *extra):
         if (args.run / name).is_file():
             shutil.copy2(args.run / name, args.dest / name)
     for name in ("held_out_eval.json", "provenance.json"):
