@@ -37,6 +37,7 @@ def tool(monkeypatch):
         return {"phantom_mean": phantom, "real_mean": real, "real_plus5_mean": real, "real_score": real}
 
     monkeypatch.setattr(module, "evaluate", fake_evaluate)
+    monkeypatch.setenv("NNI_WIDGET_EVAL_CACHE", "")  # the scores change between calls; the cache has its own test
     module.scores = scores
     return module
 
@@ -81,6 +82,44 @@ def test_tool_trains_installs_and_keeps_a_better_model(tmp_path, tool):
     assert "--steps 3" in prov["command"] and "--skip-training" not in prov["command"]
     assert _json(dest / "held_out_eval.json")["installed"] is True
     assert load_model_folder(dest, device="cpu").extra["steps"] == 3
+
+
+def test_an_evaluation_is_reused_only_for_the_same_weights_and_code(tmp_path, tool, monkeypatch):
+    cache = tmp_path / "evaluations"
+    monkeypatch.setenv("NNI_WIDGET_EVAL_CACHE", str(cache))
+    evaluated = []
+    fake = tool.evaluate
+
+    def counting(folder):
+        evaluated.append(Path(folder).name)
+        return fake(folder)
+
+    monkeypatch.setattr(tool, "evaluate", counting)
+    dest, run = tmp_path / "dest", tmp_path / "run"
+    assert tool.main(["--run", str(tmp_path / "run1"), "--dest", str(dest), "--from-scratch", "--steps", "2", *TINY]) == 0
+    assert evaluated == ["model"] and len(list(cache.glob("*.json"))) == 1
+    tool.scores.update(model=(0.5, 0.4), init_model=(0.5, 0.45))
+    assert tool.main(["--run", str(run), "--init-from", str(dest), "--dest", str(dest), "--steps", "3", *TINY]) == 0
+    # the starting weights are run1's model, evaluated above: only the new weights are evaluated
+    assert evaluated == ["model", "model"]
+    assert _json(run / "held_out_eval.json")["previous"]["real_score"] == 0.5  # run1's stored figure, not 0.45
+
+    evaluated.clear()
+    assert tool.main(["--run", str(run), "--dest", str(dest), "--skip-training", *TINY]) == 0
+    assert evaluated == []  # both stored
+    assert tool.main(["--run", str(run), "--dest", str(dest), "--skip-training", "--no-eval-cache", *TINY]) == 0
+    assert evaluated == ["model", "init_model"]
+    assert _json(run / "held_out_eval.json")["previous"]["real_score"] == 0.45
+
+    # other weights in the same folder, or other code, give another key
+    key = tool.evaluation_key(run / "model")
+    assert tool.evaluation_key(run / "init_model") != key
+    package_file = tmp_path / "pkg" / "nni_widget" / "__init__.py"
+    package_file.parent.mkdir(parents=True)
+    package_file.write_text("# another version of the code\n")
+    monkeypatch.setattr("nni_widget.__file__", str(package_file))
+    other = tool.evaluation_key(run / "model")
+    assert other.split("-")[0] == key.split("-")[0] and other != key
 
 
 def test_tool_rejects_an_unknown_setting(tmp_path, tool):

@@ -25,6 +25,11 @@ an evaluation volume (every bundled model up to session 9) is compared on the +5
 its first-prompt figures there are figures on a volume it has seen. The run directory keeps
 everything either way.
 
+Each evaluation is stored under a key made of the weights and the package's code
+(``$NNI_WIDGET_EVAL_CACHE``, default ``~/.cache/nni_widget/evaluations``): the baseline that several
+runs start from, or a run evaluated again with ``--skip-training``, is evaluated once. Edited code or
+other weights give a new key; ``--no-eval-cache`` evaluates both models regardless.
+
 Installed beside the model folder (official layout): LICENSE (the weights' licence and a notice for
 each real source in the model's lineage), config.json, train_log.csv, data_manifest.json,
 held_out_eval.json and provenance.json (command, seed, cumulative steps, sources seen).
@@ -33,6 +38,7 @@ held_out_eval.json and provenance.json (command, seed, cumulative steps, sources
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -197,6 +203,57 @@ def evaluate(folder: Path) -> dict:
     }
 
 
+def _digest(paths, extra: str = "") -> str:
+    h = hashlib.sha256(extra.encode())
+    for path in paths:
+        h.update(path.name.encode())
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def evaluation_key(folder: Path) -> str:
+    """What an evaluation's result depends on: the weights and plans of ``folder``, and the code that
+    evaluates them (every module of the package, this tool, the torch version). Any edit to either
+    gives a new key, so a cached result is never reused for changed weights or a changed protocol."""
+    import nni_widget
+    import torch
+
+    package = Path(nni_widget.__file__).parent
+    code = sorted(package.rglob("*.py")) + [Path(__file__).resolve()]
+    weights = [folder / "plans.json", *sorted(folder.glob("fold_*/checkpoint_final.pth"))]
+    return _digest(weights, extra=torch.__version__)[:20] + "-" + _digest(code)[:20]
+
+
+def evaluation_cache_dir() -> Path | None:
+    """``$NNI_WIDGET_EVAL_CACHE`` (empty: no cache), else ``~/.cache/nni_widget/evaluations``."""
+    env = os.environ.get("NNI_WIDGET_EVAL_CACHE")
+    if env is not None:
+        return Path(env) if env else None
+    return Path.home() / ".cache" / "nni_widget" / "evaluations"
+
+
+def evaluate_cached(folder: Path, cache: Path | None, log: logging.Logger) -> dict:
+    """``evaluate(folder)``, or the result stored under the folder's ``evaluation_key`` by an earlier
+    call: the baseline of every run that starts from the same weights is evaluated once (about 4
+    minutes on a 2-core CPU), and the evaluation is deterministic, so the stored result is the one a
+    new evaluation would give."""
+    if cache is None:
+        return evaluate(folder)
+    path = cache / f"{evaluation_key(folder)}.json"
+    if path.is_file():
+        log.info("reusing the evaluation of %s stored in %s (same weights, same code)", folder, path)
+        return json.loads(path.read_text(encoding="utf-8"))["result"]
+    result = evaluate(folder)
+    cache.mkdir(parents=True, exist_ok=True)
+    record = {"folder": str(folder), "result": result}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return result
+
+
 RULE = (
     "a model that has seen an evaluation volume ({{eval}}) is never installed (only with --force); "
     "otherwise install if the real score (mean of the real held-out first-prompt mean and the real "
@@ -298,6 +355,11 @@ def main(argv: list[str] | None = None) -> int:
         "--no-eval", action="store_true",
         help="train and export only (evaluate and install later with --skip-training, e.g. on another machine)",
     )  # fmt: skip
+    parser.add_argument(
+        "--no-eval-cache", action="store_true",
+        help="evaluate both models even when an evaluation of the same weights by the same code is stored "
+        "($NNI_WIDGET_EVAL_CACHE, default ~/.cache/nni_widget/evaluations)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log = logging.getLogger("train_default_model")
@@ -360,8 +422,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     # the model to beat: the run's starting weights, or (from scratch) the model installed at --dest
     baseline = base if base.exists() else args.dest if (args.dest / "plans.json").is_file() else None
-    new_eval = evaluate(folder)
-    old_eval = evaluate(baseline) if baseline is not None else None
+    cache = None if args.no_eval_cache else evaluation_cache_dir()
+    new_eval = evaluate_cached(folder, cache, log)
+    old_eval = evaluate_cached(baseline, cache, log) if baseline is not None else None
     new_seen = seen_sources(folder)
     old_seen = seen_sources(baseline) if baseline is not None else ()
     improved, why = _install_decision(new_eval, old_eval, new_seen, old_seen, args.tolerance)
