@@ -122,6 +122,31 @@ def test_an_evaluation_is_reused_only_for_the_same_weights_and_code(tmp_path, to
     assert other.split("-")[0] == key.split("-")[0] and other != key
 
 
+def test_paired_differences_give_the_margin_and_its_noise(tool):
+    import statistics
+
+    first_old = {"a": {"box": 0.5, "lasso": 0.6}, "b": {"box": 0.4, "lasso": 0.7}}
+    first_new = {"a": {"box": 0.52, "lasso": 0.61}, "b": {"box": 0.41, "lasso": 0.72}}
+    plus_old = {"a box": 0.7, "a lasso": 0.8, "b box": 0.6, "b lasso": 0.9}
+    plus_new = {"a box": 0.75, "a lasso": 0.7, "b box": 0.65, "b lasso": 0.85}
+    new = {"real": {"dice_by_structure": first_new}, "real_interactive": {"dice_plus5": plus_new}}
+    old = {"real": {"dice_by_structure": first_old}, "real_interactive": {"dice_plus5": plus_old}}
+    d = tool.paired_differences(new, old)
+    first_diffs, plus_diffs = [0.02, 0.01, 0.01, 0.02], [0.05, -0.1, 0.05, -0.05]
+    assert d["real_first_prompt"]["n"] == 4 and d["real_plus5"]["n"] == 4
+    assert d["real_first_prompt"]["mean"] == pytest.approx(0.015)
+    assert d["real_plus5"]["mean"] == pytest.approx(-0.0125)
+    se_first = statistics.stdev(first_diffs) / 2
+    se_plus = statistics.stdev(plus_diffs) / 2
+    assert d["real_plus5"]["standard_error"] == pytest.approx(se_plus, abs=1e-4)
+    assert d["real_score"]["mean"] == pytest.approx((0.015 - 0.0125) / 2, abs=1e-4)
+    assert d["real_score"]["standard_error"] == pytest.approx(0.5 * (se_first**2 + se_plus**2) ** 0.5, abs=1e-4)
+    # evaluations without per-case figures (offline, or faked) give none
+    assert tool.paired_differences({"real_score": 0.5}, {"real_score": 0.4}) is None
+    empty = {"real": {"dice_by_structure": {}}, "real_interactive": {"dice_plus5": {}}}
+    assert tool.paired_differences(empty, empty) is None
+
+
 def test_tool_rejects_an_unknown_setting(tmp_path, tool):
     with pytest.raises(SystemExit, match="not_a_field"):
         tool.main(["--run", str(tmp_path / "run"), "--dest", str(tmp_path / "d"), "--set", "not_a_field=1"])
