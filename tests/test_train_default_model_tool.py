@@ -122,6 +122,26 @@ def test_an_evaluation_is_reused_only_for_the_same_weights_and_code(tmp_path, to
     assert other.split("-")[0] == key.split("-")[0] and other != key
 
 
+def test_an_incomplete_evaluation_is_not_stored(tmp_path, tool, monkeypatch):
+    """Offline (no real volumes) or with a real source skipped, the figures are not the protocol's:
+    the next call evaluates again instead of reusing them once the data is there."""
+    cache = tmp_path / "evaluations"
+    log = tool.logging.getLogger("test")
+    dest = tmp_path / "dest"
+    assert tool.main(["--run", str(tmp_path / "run1"), "--dest", str(dest), "--from-scratch", "--steps", "1", *TINY]) == 0
+    results = iter([
+        {"real_plus5_mean": None, "real": {"skipped": []}},  # offline: no +5 suite
+        {"real_plus5_mean": 0.5, "real": {"skipped": ["lung2_ct"]}},  # one source missing
+        {"real_plus5_mean": 0.5, "real": {"skipped": []}},  # complete: stored
+    ])  # fmt: skip
+    calls = []
+    monkeypatch.setattr(tool, "evaluate", lambda folder: calls.append(folder) or next(results))
+    for expected_calls in (1, 2, 3, 3):
+        tool.evaluate_cached(dest, cache, log)
+        assert len(calls) == expected_calls
+    assert len(list(cache.glob("*.json"))) == 1
+
+
 def test_paired_differences_give_the_margin_and_its_noise(tool):
     import statistics
 

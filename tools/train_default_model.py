@@ -236,9 +236,10 @@ def evaluation_cache_dir() -> Path | None:
 
 def evaluate_cached(folder: Path, cache: Path | None, log: logging.Logger) -> dict:
     """``evaluate(folder)``, or the result stored under the folder's ``evaluation_key`` by an earlier
-    call: the baseline of every run that starts from the same weights is evaluated once (about 4
+    call: the baseline of every run that starts from the same weights is evaluated once (a few
     minutes on a 2-core CPU), and the evaluation is deterministic, so the stored result is the one a
-    new evaluation would give."""
+    new evaluation would give. Only a complete evaluation is stored: one that lacked real volumes
+    (offline, or a source skipped) is made again next time."""
     if cache is None:
         return evaluate(folder)
     path = cache / f"{evaluation_key(folder)}.json"
@@ -246,6 +247,8 @@ def evaluate_cached(folder: Path, cache: Path | None, log: logging.Logger) -> di
         log.info("reusing the evaluation of %s stored in %s (same weights, same code)", folder, path)
         return json.loads(path.read_text(encoding="utf-8"))["result"]
     result = evaluate(folder)
+    if result.get("real_plus5_mean") is None or (result.get("real") or {}).get("skipped"):
+        return result
     cache.mkdir(parents=True, exist_ok=True)
     record = {"folder": str(folder), "result": result}
     tmp = path.with_suffix(".tmp")
