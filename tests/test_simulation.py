@@ -18,10 +18,14 @@ from hypothesis import strategies as st
 from scipy import ndimage
 from skimage.morphology import skeletonize
 
+from nni_widget.evaluate._robot import correction_click
 from nni_widget.prompts import Box, Lasso, Point, Scribble
 from nni_widget.simulation import (
     KINDS,
+    PAPER_USERS,
     STYLES,
+    USERS,
+    ClickerUser,
     ErrorComponent,
     RandomUser,
     SingleInteractionUser,
@@ -602,6 +606,49 @@ def test_reset_with_kind_starts_a_sequence_that_goes_on_with_that_kind():
     assert u.kind is None  # a plain reset forgets the kind given before
 
 
+def test_clicker_user_corrects_with_points_whatever_the_first_prompt():
+    missed = GT & ~ellipsoid(SHAPE, (12, 20, 22), (6, 8, 6))
+    extra = GT | ellipsoid(SHAPE, (12, 34, 16), (4, 5, 5))
+    for kind in KINDS:
+        u = make_user("clicker", 0)
+        u.reset(kind)
+        for pred, positive in ((missed, True), (extra, False)):
+            p = u.next_prompt(GT, pred)
+            assert isinstance(p, Point) and p.positive is positive
+            voxel = tuple(int(c) for c in p.zyx)
+            assert (GT[voxel] and not pred[voxel]) if positive else (pred[voxel] and not GT[voxel])
+        assert u.kinds_used == ["point", "point"]
+    assert ClickerUser(0).next_prompt(GT, GT) is None
+
+
+def test_clicker_user_clicks_like_the_evaluation_robot_when_told_to():
+    big = GT & ellipsoid(SHAPE, (12, 20, 22), (6, 8, 6))
+    small = ellipsoid(SHAPE, (12, 20, 9), (2, 2, 2))
+    pred = GT & ~big & ~small  # two missed regions; the robot corrects the larger one, at its centre
+    depth = ndimage.distance_transform_edt(np.pad(big, 1))[1:-1, 1:-1, 1:-1]
+    deepest = {tuple(int(c) for c in v) for v in np.argwhere(depth == depth.max())}
+    robot = correction_click(GT, pred)
+    assert tuple(int(c) for c in robot.zyx) in deepest
+
+    def voxel(p):
+        assert p.positive
+        return tuple(int(c) for c in p.zyx)
+
+    always = ClickerUser(0, p_robot=1.0)
+    assert all(voxel(always.next_prompt(GT, pred)) in deepest for _ in range(10))
+    never = ClickerUser(0, p_robot=0.0)
+    sampled = [voxel(never.next_prompt(GT, pred)) for _ in range(40)]
+    assert len(set(sampled) - deepest) > 10  # spread over the error, not only its centre
+    half = ClickerUser(1, p_robot=0.5)
+    hits = sum(voxel(half.next_prompt(GT, pred)) in deepest for _ in range(200))
+    assert 80 < hits < 150  # half by the robot's rule, plus the samples that land there anyway
+
+
+def test_any_user_is_one_of_the_papers_three():
+    names = {type(make_user("any", seed)).name for seed in range(60)}
+    assert names == set(PAPER_USERS) and "clicker" in USERS
+
+
 def test_reset_draws_nothing_from_the_rng():
     a, b = SunkCostUser(7), SunkCostUser(7)
     a.reset("point")
@@ -626,6 +673,10 @@ def test_bad_user_arguments():
         RandomUser(0, kinds=("tap",))
     with pytest.raises(ValueError, match="p_switch"):
         SunkCostUser(0, p_switch=1.5)
+    with pytest.raises(ValueError, match="include 'point'"):
+        ClickerUser(0, kinds=("box", "lasso"))
+    with pytest.raises(ValueError, match="p_robot"):
+        ClickerUser(0, p_robot=-0.1)
 
 
 def test_continuation_probability_rises_linearly():

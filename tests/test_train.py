@@ -140,6 +140,21 @@ def test_make_sample_shapes_and_rounds():
     assert max(rounds) > 1
 
 
+def test_clicker_user_follows_any_first_prompt_with_points():
+    cfg = TrainConfig(**TINY, max_rounds=4, users=("clicker",))
+    rng = np.random.default_rng(2)
+    pool = PhantomPool(cfg, rng)
+    firsts, followed = set(), 0
+    for _ in range(8):
+        s = make_sample(pool, cfg, rng, lambda x: torch.zeros(x.shape[1:], dtype=torch.bool), 1.0)
+        assert s.user == "clicker" and all(k == "point" for k in s.kinds[1:])
+        firsts.add(s.kinds[0])
+        followed += s.rounds > 1
+    assert followed >= 6 and len(firsts) >= 2
+    with pytest.raises(ValueError, match="users"):
+        TrainConfig(**TINY, users=("clicker", "lazy"))
+
+
 # ---------------------------------------------------------------- loss and training
 
 

@@ -19,6 +19,8 @@ Main entry points:
   :func:`make_user` ``(name, rng, kinds=..., **options)``: stateful users whose
   ``next_prompt(gt, pred)`` gives the next prompt of a sequence; ``reset()`` starts a new one
   (``reset(kind)``: one whose first prompt, of type ``kind``, was made elsewhere).
+  :class:`ClickerUser` ("clicker", not among the paper's users) corrects with points only, half
+  of them where the evaluation robot would click.
 - :func:`continuation_probability`: the paper's 0.3 -> 0.75 schedule for follow-up interactions.
 
 The steps, usable one by one (tests, notebooks, custom users):
@@ -45,7 +47,9 @@ from nni_widget.simulation._points import normalised_edt, point_prompt
 from nni_widget.simulation._scribbles import STYLES, scribble_prompt
 from nni_widget.simulation._simulate import KINDS, PromptKind, simulate_prompt
 from nni_widget.simulation._users import (
+    PAPER_USERS,
     USERS,
+    ClickerUser,
     RandomUser,
     SimulatedUser,
     SingleInteractionUser,
@@ -56,8 +60,10 @@ from nni_widget.simulation._users import (
 
 __all__ = [
     "KINDS",
+    "PAPER_USERS",
     "STYLES",
     "USERS",
+    "ClickerUser",
     "ErrorComponent",
     "PromptKind",
     "RandomUser",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar, Literal, Sequence
 
 import numpy as np
@@ -10,7 +11,7 @@ from nni_widget.prompts import Prompt
 from nni_widget.simulation._errors import RngLike, as_rng
 from nni_widget.simulation._simulate import KINDS, PromptKind, simulate_prompt
 
-UserName = Literal["random", "sunk_cost", "single"]
+UserName = Literal["random", "sunk_cost", "single", "clicker"]
 
 
 class SimulatedUser:
@@ -150,9 +151,53 @@ class SingleInteractionUser(SimulatedUser):
         return self.kind
 
 
+class ClickerUser(SimulatedUser):
+    """Corrects with clicks only, whatever the first prompt was: the usual way of fixing a mask.
+
+    A box or a lasso, then positive and negative points, is also the evaluation protocol
+    (DESIGN §5), whose robot clicks the deepest voxel of the largest error. This user does that
+    with probability ``p_robot`` (component "largest", ``alpha`` infinite) and otherwise samples
+    like every other user (a component in proportion to its size, ``alpha`` 8 or 1).
+
+    Args:
+        p_robot: probability that a click follows the evaluation robot's rule.
+    """
+
+    name = "clicker"
+
+    def __init__(
+        self, rng: RngLike = None, kinds: Sequence[PromptKind] = KINDS, p_robot: float = 0.5, **options: Any
+    ) -> None:
+        if "point" not in tuple(kinds):
+            raise ValueError(
+                f"the clicker user corrects with points, so kinds must include 'point', got {kinds}"
+            )
+        if not 0.0 <= p_robot <= 1.0:
+            raise ValueError(f"p_robot must be in [0, 1], got {p_robot}")
+        super().__init__(rng, kinds, **options)
+        self.p_robot = float(p_robot)
+
+    def next_kind(self) -> PromptKind:
+        return "point"
+
+    def next_prompt(self, gt: object, pred: object | None = None) -> Prompt | None:
+        """A point on the error of ``pred``; with ``pred`` None or empty, on the object itself."""
+        self.kind = self.next_kind()
+        self.kinds_used.append(self.kind)
+        options = dict(self.options)
+        if self.rng.random() < self.p_robot:
+            options.update(component="largest", alpha=math.inf)
+        prompt = simulate_prompt(gt, pred, "point", self.rng, **options)
+        self.prompts.append(prompt)
+        return prompt
+
+
 USERS: dict[str, type[SimulatedUser]] = {
-    cls.name: cls for cls in (RandomUser, SunkCostUser, SingleInteractionUser)
+    cls.name: cls for cls in (RandomUser, SunkCostUser, SingleInteractionUser, ClickerUser)
 }
+
+#: the paper's three users, among which ``make_user("any")`` draws
+PAPER_USERS: tuple[str, ...] = ("random", "sunk_cost", "single")
 
 
 def make_user(
@@ -161,15 +206,15 @@ def make_user(
     """Build a simulated user by name.
 
     Args:
-        name: "random", "sunk_cost", "single", or "any" (one of the three, uniformly, drawn from
-            ``rng``: what a training loop does per sample).
+        name: "random", "sunk_cost", "single", "clicker", or "any" (one of the paper's three users
+            :data:`PAPER_USERS`, uniformly, drawn from ``rng``).
         rng: generator or seed, kept by the user.
         kinds: prompt types allowed.
         **options: user parameters (``p_switch``, ``kind``) and :func:`simulate_prompt` options.
     """
     rng = as_rng(rng)
     if name == "any":
-        names = list(USERS)
+        names = list(PAPER_USERS)
         name = names[int(rng.integers(len(names)))]  # type: ignore[assignment]
     if name not in USERS:
         raise ValueError(f"unknown user {name!r}; choose one of {sorted(USERS)} or 'any'")

@@ -59,7 +59,8 @@ class TrainConfig:
         interaction_decay: factor by which each new prompt weakens older ones (saved with the model).
         point_radius: ball radius of point prompts (voxels).
         users: simulated users of follow-up rounds (``nni_widget.simulation.make_user`` names), one
-            drawn per sample.
+            drawn per sample. The default is the paper's three; "clicker" adds one that corrects
+            with points only, as the evaluation protocol (and most people) do.
         min_error_voxels: error components smaller than this get no corrective prompt.
         merge_nested_p: probability of merging a target with related instances (an organ with its
             lesion, neighbouring structures of one family) to teach ambiguity.

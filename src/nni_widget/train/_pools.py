@@ -245,8 +245,8 @@ def make_sample(
     from ``cfg.prompt_probs``. Each further round (probability ``p_followup``, at most
     ``cfg.max_rounds`` prompts) runs the current network (``predict``, no gradient) on the window,
     commits its prediction as the previous segmentation, and asks a user from
-    :func:`nni_widget.simulation.make_user` (random, sunk-cost or single-interaction, per
-    ``cfg.users``) for a correction of the error; older prompts decay by ``cfg.interaction_decay``.
+    :func:`nni_widget.simulation.make_user` (random, sunk-cost, single-interaction or clicker,
+    per ``cfg.users``) for a correction of the error; older prompts decay by ``cfg.interaction_decay``.
 
     When the last window is zoomed out, with probability ``cfg.refine_p`` the sample becomes one of
     AutoZoom's refinement boxes instead (:func:`nni_widget.train._data.refinement_window`): the
