@@ -83,9 +83,13 @@ class SimulatedUser:
         """
         kind = self.next_kind()
         self.kinds_used.append(kind)
-        prompt = simulate_prompt(gt, pred, kind, self.rng, **self.options)
+        prompt = simulate_prompt(gt, pred, kind, self.rng, **self.prompt_options())
         self.prompts.append(prompt)
         return prompt
+
+    def prompt_options(self) -> dict[str, Any]:
+        """The :func:`simulate_prompt` options of the next prompt (called after :meth:`next_kind`)."""
+        return self.options
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(kinds={self.kinds}, kind={self.kind!r}, steps={len(self.kinds_used)})"
@@ -178,18 +182,13 @@ class ClickerUser(SimulatedUser):
         self.p_robot = float(p_robot)
 
     def next_kind(self) -> PromptKind:
-        return "point"
+        self.kind = "point"
+        return self.kind
 
-    def next_prompt(self, gt: object, pred: object | None = None) -> Prompt | None:
-        """A point on the error of ``pred``; with ``pred`` None or empty, on the object itself."""
-        self.kind = self.next_kind()
-        self.kinds_used.append(self.kind)
-        options = dict(self.options)
+    def prompt_options(self) -> dict[str, Any]:
         if self.rng.random() < self.p_robot:
-            options.update(component="largest", alpha=math.inf)
-        prompt = simulate_prompt(gt, pred, "point", self.rng, **options)
-        self.prompts.append(prompt)
-        return prompt
+            return {**self.options, "component": "largest", "alpha": math.inf}
+        return self.options
 
 
 USERS: dict[str, type[SimulatedUser]] = {
