@@ -201,6 +201,63 @@ def test_inherits_from_and_total_stride():
         assert net.eval()(torch.zeros(1, 8, 8, 8, 8)).shape == (1, 2, 8, 8, 8)
 
 
+def _trained_like(net: ResEncUNet, seed: int = 0) -> ResEncUNet:
+    """``net`` with every tensor random (as trained weights are; init zeroes the last norms)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.3 + (1.0 if p.ndim == 1 else 0.0))
+    return net
+
+
+def test_grow_from_adds_near_identity_blocks_and_keeps_every_source_tensor():
+    small = _trained_like(build_network_from_plans(make_plans([4, 8, 8], [1, 1, 2], [16, 16, 16]), "3d_fullres"))
+    big = build_network_from_plans(make_plans([4, 8, 8], [1, 3, 3], [16, 16, 16]), "3d_fullres")
+    big.init_weights()
+    new = big.grow_from(small.state_dict())
+    assert new == ["encoder.stages.1.blocks.1", "encoder.stages.1.blocks.2", "encoder.stages.2.blocks.2"]
+    grown = big.state_dict()
+    for key, value in small.state_dict().items():
+        torch.testing.assert_close(grown[key], value, rtol=0, atol=0, msg=key)
+    for name in new:
+        block = big.get_submodule(name)
+        assert not block.conv2.norm.weight.any() and not block.conv2.norm.bias.any()
+        assert block.conv1.conv.weight.abs().sum() > 0  # the residual path itself is initialised
+    x = torch.randn(2, 8, 16, 16, 16, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        a, b = small.eval()(x), big.eval()(x)
+    # only the negative activations change (times the slope once more): close, not equal
+    assert not torch.equal(a, b)
+    assert (a - b).abs().max() < 0.05 * a.abs().max()
+    assert (a.argmax(1) == b.argmax(1)).float().mean() > 0.95
+    # nothing new: a plain strict load
+    same = build_network_from_plans(make_plans([4, 8, 8], [1, 1, 2], [16, 16, 16]), "3d_fullres")
+    assert same.grow_from(small.state_dict()) == []
+    with torch.no_grad():
+        torch.testing.assert_close(same.eval()(x), a)
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "match"),
+    [
+        (([4, 8, 8], [1, 1, 2]), ([4, 8, 16], [1, 1, 3]), "another shape.*change only blocks"),
+        (([4, 8, 8], [1, 2, 2]), ([4, 8, 8], [1, 1, 2]), "tensors this network lacks"),
+        (([4, 8], [1, 1]), ([4, 8, 8], [1, 1, 2]), "another shape"),
+        (([4, 8, 8], [1, 1, 3]), ([4, 8, 8], [1, 1, 3]), "stage 2 has blocks \\[0, 2\\]"),
+    ],
+)
+def test_grow_from_refuses_anything_but_extra_blocks(source, target, match):
+    state = build_network_from_plans(make_plans(*source, [16, 16, 16]), "3d_fullres").state_dict()
+    if "0, 2" in match:  # a block missing in the middle of a stage: not a shallower network
+        state = {k: v for k, v in state.items() if "encoder.stages.2.blocks.1." not in k}
+    dst = build_network_from_plans(make_plans(*target, [16, 16, 16]), "3d_fullres")
+    before = {k: v.clone() for k, v in dst.state_dict().items()}
+    with pytest.raises(NetworkConfigError, match=match):
+        dst.grow_from(state)
+    for key, value in dst.state_dict().items():  # a refused grow leaves the network as it was
+        assert torch.equal(value, before[key]), key
+
+
 @pytest.mark.parametrize(
     ("edit", "match"),
     [

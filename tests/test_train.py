@@ -418,6 +418,27 @@ def test_init_from_a_model_folder_counts_cumulative_steps(tmp_path):
             torch.testing.assert_close(v, w0[k], msg=k)
 
 
+def test_init_from_a_shallower_model_grows_its_encoder(tmp_path, caplog):
+    first = train(TrainConfig(**TINY, steps=2), tmp_path / "a", progress=False)
+    w0 = load_model_folder(first).network.state_dict()
+    deeper = {**TINY, "blocks": (1, 3)}
+    cfg = TrainConfig(**deeper, steps=1, lr=0.0, warmup_steps=1, init_checkpoint=str(first))
+    with caplog.at_level(logging.INFO, logger="nni_widget.train"):
+        second = train(cfg, tmp_path / "b", progress=False)
+    assert "2 residual blocks added: encoder.stages.1.blocks.1, encoder.stages.1.blocks.2" in caplog.text
+    bundle = load_model_folder(second)  # the exported folder describes the deeper network
+    arch = bundle.plans["configurations"]["3d_fullres"]["architecture"]["arch_kwargs"]
+    assert list(arch["n_blocks_per_stage"]) == [1, 3]
+    grown = bundle.network.state_dict()
+    for k, v in w0.items():  # lr 0: the source's tensors as they were
+        if v.is_floating_point():
+            torch.testing.assert_close(grown[k], v, msg=k)
+    assert not grown["encoder.stages.1.blocks.2.conv2.norm.weight"].any()
+    wider = TrainConfig(**{**TINY, "features": (4, 16)}, steps=1, init_checkpoint=str(first))
+    with pytest.raises(ValueError, match="does not fit this run's network.*change only blocks"):
+        train(wider, tmp_path / "c", progress=False)
+
+
 def _rewrite_extra(folder, drop=(), **changes):
     """Rewrite a model folder's training record (``ModelBundle.extra``) in place."""
     from nni_widget.model._save import _EXTRA_KEY

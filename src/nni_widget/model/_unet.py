@@ -280,6 +280,75 @@ class ResEncUNet(nn.Module):
         return self.decoder(self.encoder(x))
 
     @torch.no_grad()
+    def grow_from(self, state: Mapping[str, torch.Tensor]) -> list[str]:
+        """Load the weights of the same network with fewer residual blocks per encoder stage.
+
+        Every tensor of ``state`` must exist here with the same shape (channels, kernels and the
+        decoder are unchanged); the blocks this network has beyond the ``state``'s, at the end of
+        an encoder stage, start as activated identity: the last norm of their residual path is
+        zeroed, so each passes its input through the LeakyReLU again. The input of such a block
+        is already activated, so only its negative values change (scaled by the negative slope
+        once more): the grown network's output stays close to the source's, not equal to it.
+
+        Args:
+            state: the source network's state dict (keys as this network's).
+
+        Returns:
+            The names of the new blocks, e.g. ``encoder.stages.3.blocks.2``.
+
+        Raises:
+            NetworkConfigError: a tensor of ``state`` is missing here or has another shape, or a
+                tensor here is missing from ``state`` outside whole new encoder blocks.
+        """
+        own = self.state_dict()
+        unexpected = [k for k in state if k not in own]
+        shapes = [
+            f"{k} {tuple(v.shape)} -> {tuple(own[k].shape)}"
+            for k, v in state.items()
+            if k in own and tuple(v.shape) != tuple(own[k].shape)
+        ]
+        if unexpected or shapes:
+            raise NetworkConfigError(
+                "only extra residual blocks can be grown; the source has "
+                + "; ".join(
+                    part
+                    for part in (
+                        f"{len(unexpected)} tensors this network lacks ({', '.join(unexpected[:3])})"
+                        if unexpected
+                        else "",
+                        f"{len(shapes)} tensors of another shape ({', '.join(shapes[:3])})" if shapes else "",
+                    )
+                    if part
+                )
+                + ". Keep the source's features, kernels, strides and decoder; change only blocks."
+            )
+        new: list[str] = []
+        for s, stage in enumerate(self.encoder.stages):
+            prefix = f"encoder.stages.{s}.blocks."
+            kept = {int(k[len(prefix) :].split(".")[0]) for k in state if k.startswith(prefix)}
+            if kept != set(range(len(kept))) or not kept:
+                raise NetworkConfigError(
+                    f"the source's encoder stage {s} has blocks {sorted(kept)}; a grown stage must keep "
+                    "the source's blocks 0..n-1 and add blocks after them"
+                )
+            new += [f"{prefix}{b}" for b in range(len(kept), len(stage.blocks))]
+        missing = [k for k in own if k not in state and not any(f"{name}." in k for name in new)]
+        if missing:
+            raise NetworkConfigError(
+                f"the source lacks {len(missing)} tensors outside new encoder blocks "
+                f"({', '.join(missing[:3])}); it is not a shallower version of this network"
+            )
+        # checked: from here on nothing fails half-way
+        for name in new:
+            block = self.get_submodule(name)
+            assert isinstance(block, ResidualBlock)
+            if block.conv2.norm.weight is not None:
+                nn.init.zeros_(block.conv2.norm.weight)
+                nn.init.zeros_(block.conv2.norm.bias)
+        self.load_state_dict({**own, **state}, strict=True)
+        return new
+
+    @torch.no_grad()
     def init_weights(self, neg_slope: float = 1e-2) -> None:
         """Initialise for training: He-normal convs, zero biases, zero last norm of each residual path.
 

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from nni_widget.model import build_network_from_plans, save_model_folder
+from nni_widget.model import NetworkConfigError, build_network_from_plans, save_model_folder
 from nni_widget.model._layout import _DEFAULT_TRAINER
 from nni_widget.train._config import TrainConfig
 from nni_widget.train._pools import TrainPool, make_sample
@@ -301,8 +301,17 @@ def _init_weights_from(net: torch.nn.Module, folder: str) -> None:
     from nni_widget.model import load_model_folder
 
     bundle = load_model_folder(folder)
-    net.load_state_dict(bundle.network.state_dict())
-    logger.info("initialised the weights from %s", folder)
+    try:
+        new = net.grow_from(bundle.network.state_dict())
+    except NetworkConfigError as exc:
+        raise ValueError(
+            f"init_checkpoint {folder} does not fit this run's network: {exc} "
+            "(its plans.json names the features and blocks it was trained with)"
+        ) from exc
+    if new:
+        logger.info("initialised the weights from %s, %d residual blocks added: %s", folder, len(new), ", ".join(new))
+    else:
+        logger.info("initialised the weights from %s", folder)
 
 
 def train(
