@@ -307,20 +307,15 @@ class ResEncUNet(nn.Module):
             for k, v in state.items()
             if k in own and tuple(v.shape) != tuple(own[k].shape)
         ]
-        if unexpected or shapes:
+        problems = []
+        if unexpected:
+            problems.append(f"{len(unexpected)} tensors this network lacks ({', '.join(unexpected[:3])})")
+        if shapes:
+            problems.append(f"{len(shapes)} tensors of another shape ({', '.join(shapes[:3])})")
+        if problems:
             raise NetworkConfigError(
-                "only extra residual blocks can be grown; the source has "
-                + "; ".join(
-                    part
-                    for part in (
-                        f"{len(unexpected)} tensors this network lacks ({', '.join(unexpected[:3])})"
-                        if unexpected
-                        else "",
-                        f"{len(shapes)} tensors of another shape ({', '.join(shapes[:3])})" if shapes else "",
-                    )
-                    if part
-                )
-                + ". Keep the source's features, kernels, strides and decoder; change only blocks."
+                f"only extra residual blocks can be grown; the source has {'; '.join(problems)}. "
+                "Keep the source's features, kernels, strides and decoder; change only blocks."
             )
         new: list[str] = []
         for s, stage in enumerate(self.encoder.stages):
