@@ -186,6 +186,32 @@ def test_error_weights_emphasise_what_the_previous_segmentation_has_wrong(tmp_pa
     train(TrainConfig(**TINY, steps=2, error_weight=3.0), tmp_path / "run", progress=False, export=False)
 
 
+def test_keep_weights_emphasise_what_the_previous_segmentation_already_found(tmp_path):
+    from nni_widget.train._loop import _product, error_weights, keep_weights
+
+    target = torch.zeros(2, 8, 8, 8, dtype=torch.long)
+    target[:, 2:6, 2:6, 2:6] = 1
+    x = torch.zeros(2, 8, 8, 8, 8)
+    x[1, 1, 2:4, 2:6, 2:7] = 1.0  # sample 1: a follow-up that found half the object and spills one slab
+    assert keep_weights(x, target, 0.0) is None  # off by default
+    w = keep_weights(x, target, 2.0)
+    assert torch.equal(w[0], torch.ones(8, 8, 8))  # a first prompt (no previous segmentation): plain
+    found = torch.zeros(8, 8, 8, dtype=torch.bool)
+    found[2:4, 2:6, 2:6] = True  # found object voxels only: not the spill, not the half still missing
+    assert torch.equal(w[1], 1 + 2 * found.float())
+    # with error_weight, each voxel gets at most one of the two (a voxel is either right or wrong)
+    both = _product(error_weights(x, target, 3.0), w)
+    assert set(both[1].unique().tolist()) == {1.0, 3.0, 4.0}
+    assert _product(None, None) is None
+    # logits that drop the found half cost more cross-entropy with the weight; Dice is unweighted
+    drop = torch.stack([torch.ones(2, 8, 8, 8), -torch.ones(2, 8, 8, 8)], 1) * 2
+    plain, weighted = dice_ce_loss(drop, target), dice_ce_loss(drop, target, w)
+    assert weighted[2] > plain[2] and weighted[1] == plain[1]
+    with pytest.raises(ValueError, match="keep_weight"):
+        TrainConfig(**TINY, keep_weight=-1.0)
+    train(TrainConfig(**TINY, steps=2, keep_weight=1.0), tmp_path / "run", progress=False, export=False)
+
+
 def test_click_weights_emphasise_the_error_the_newest_prompt_points_at(tmp_path):
     from nni_widget.train._data import (
         Interaction,

@@ -83,6 +83,11 @@ class TrainConfig:
             fix errors no prompt points at, so it teaches "this click flips its region" without
             teaching "distrust the previous segmentation everywhere". Off (0) by default.
         click_radius: see ``click_weight``.
+        keep_weight: extra cross-entropy weight on the object voxels the previous segmentation
+            already has (follow-up and refinement samples only): a correction re-predicts its whole
+            window, and without it the network drops part of what earlier prompts found while it
+            adds what the newest one asks for. Multiplies with ``error_weight`` (the two never
+            meet on a voxel). Off (0) by default.
         transpose_p / flip_p / invert_p: augmentations (axis transpose, flips, intensity inversion).
         rotation_p, rotation_deg, scale_p, scale_range, axis_scale_p, axis_scale_range, elastic_p,
             max_edge, noise_p, blur_p, brightness_p, contrast_p, gamma_p: the other augmentations
@@ -171,6 +176,7 @@ class TrainConfig:
     error_weight: float = 0.0
     click_weight: float = 0.0
     click_radius: float = 10.0
+    keep_weight: float = 0.0
     transpose_p: float = _AUG.transpose_p
     flip_p: float = _AUG.flip_p
     invert_p: float = _AUG.invert_p
@@ -237,6 +243,12 @@ class TrainConfig:
         self.real_sources = tuple(str(r) for r in self.real_sources)
         self.pseudo_only_sources = tuple(str(r) for r in self.pseudo_only_sources)
         self.pseudo_coarse_sizes = tuple(int(v) for v in self.pseudo_coarse_sizes)
+        weights = {"error_weight": self.error_weight, "click_weight": self.click_weight, "keep_weight": self.keep_weight}
+        if any(float(v) < 0 for v in weights.values()):
+            raise ValueError(
+                f"loss weights must be >= 0 (0 turns one off), got {weights}: each adds that much "
+                "cross-entropy weight to its voxels, e.g. keep_weight=1 counts them twice"
+            )
         if any(v < 1 for v in self.pseudo_coarse_sizes):
             raise ValueError(
                 f"pseudo_coarse_sizes {self.pseudo_coarse_sizes} must be positive voxel counts (mean "

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from nni_widget.model import NetworkConfigError, build_network_from_plans, save_model_folder
+from nni_widget.model import NetworkConfigError, ResEncUNet, build_network_from_plans, save_model_folder
 from nni_widget.model._layout import _DEFAULT_TRAINER
 from nni_widget.train._config import TrainConfig
 from nni_widget.train._pools import TrainPool, make_sample
@@ -89,6 +89,31 @@ def error_weights(x: torch.Tensor, target: torch.Tensor, weight: float) -> torch
     has_prev = prev.flatten(1).any(1).view(-1, *([1] * (prev.ndim - 1)))
     wrong = (prev != target.bool()) & has_prev
     return 1.0 + weight * wrong.float()
+
+
+def keep_weights(x: torch.Tensor, target: torch.Tensor, weight: float) -> torch.Tensor | None:
+    """``1 + weight`` on the object voxels the previous segmentation (input channel 1) already has, else 1.
+
+    A correction re-predicts its whole window, and the bundled models drop part of what earlier
+    prompts had found while they add what the click asks for (docs/default_model.md, "Twenty-first
+    session"): this weight makes forgetting an already-found voxel cost more than leaving a wrong
+    one. Only samples that have a previous segmentation get it. None when ``weight`` is 0.
+    """
+    if weight <= 0:
+        return None
+    prev = x[:, 1] > 0.5
+    has_prev = prev.flatten(1).any(1).view(-1, *([1] * (prev.ndim - 1)))
+    kept = prev & target.bool() & has_prev
+    return 1.0 + weight * kept.float()
+
+
+def _product(*weights: torch.Tensor | None) -> torch.Tensor | None:
+    """The product of the weights that are not None (None when all are)."""
+    out = None
+    for w in weights:
+        if w is not None:
+            out = w if out is None else out * w
+    return out
 
 
 def _combine(weight: torch.Tensor | None, per_sample: list, device) -> torch.Tensor | None:
@@ -192,7 +217,7 @@ def _load_checkpoint(path: Path, net, opt, scaler, rng: np.random.Generator, dev
     return int(state["step"]), float(state["elapsed"])
 
 
-def build_network(cfg: TrainConfig, device: torch.device | str = "cpu"):
+def build_network(cfg: TrainConfig, device: torch.device | str = "cpu") -> tuple[dict[str, Any], ResEncUNet]:
     """The plans dict and a freshly initialised training network (deep supervision per ``cfg``).
 
     The 1x1 output layers start small and biased toward background (the foreground prior is ~1%):
@@ -297,7 +322,7 @@ def _without_instances(volume):
     )
 
 
-def _init_weights_from(net: torch.nn.Module, folder: str) -> None:
+def _init_weights_from(net: ResEncUNet, folder: str) -> None:
     from nni_widget.model import load_model_folder
 
     bundle = load_model_folder(folder)
@@ -421,7 +446,8 @@ def train(
         y = torch.stack([s.y for s in samples]).to(device)
         with autocast():
             outputs = model(x.contiguous(memory_format=layout))
-        vw = _combine(error_weights(x, y, cfg.error_weight), [s.weight for s in samples], device)
+        batch_weight = _product(error_weights(x, y, cfg.error_weight), keep_weights(x, y, cfg.keep_weight))
+        vw = _combine(batch_weight, [s.weight for s in samples], device)
         loss, dice, ce = _deep_loss(outputs, y, vw)  # in float32 (dice_ce_loss casts the logits)
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
