@@ -11,7 +11,10 @@ component) runs the engine, and each click is scored on its own:
   positive click, background for a negative one) in at least 90 %;
 - *local fix*: the share of those voxels that had the wrong label before the click and the right one
   after;
-- *Dice change* of the whole mask.
+- *Dice change* of the whole mask;
+- *forgot*: the share of the object voxels the mask had already found that the click loses (a
+  correction re-predicts its whole window, and what it drops far from the click is churn, not fix);
+- *new FP*: false-positive voxels the click adds, as a share of the object's size.
 
 Several models are measured in the same run on the same cases (ratios between them are what
 count; the figures are not the quick suite's Dice tables). Printed per model and click sign.
@@ -34,13 +37,13 @@ def _ball(shape, centre, r: int = 2) -> tuple[tuple[slice, ...], np.ndarray]:
     return sl, sum(g.astype(float) ** 2 for g in grid) <= r * r
 
 
-def measure(model, cases, kinds, corrections: int) -> dict[str, list[tuple[bool, float, float]]]:
-    """Per click sign, a list of (honoured, local fix, Dice change)."""
+def measure(model, cases, kinds, corrections: int) -> dict[str, list[tuple[bool, float, float, float, float]]]:
+    """Per click sign, a list of (honoured, local fix, Dice change, forgot, new FP)."""
     from nni_widget.evaluate._methods import EngineMethod
     from nni_widget.evaluate._metrics import dice
     from nni_widget.evaluate._robot import correction_click, static_prompt
 
-    out: dict[str, list[tuple[bool, float, float]]] = defaultdict(list)
+    out: dict[str, list[tuple[bool, float, float, float, float]]] = defaultdict(list)
     method = EngineMethod(model)
     for case in cases:
         gt = np.asarray(case.gt, bool)
@@ -59,7 +62,11 @@ def measure(model, cases, kinds, corrections: int) -> dict[str, list[tuple[bool,
                 want = bool(click.positive)
                 honoured = float(np.mean(after == want)) >= 0.9
                 fixed = float(np.mean((before != want) & (after == want)))
-                out["positive" if want else "negative"].append((honoured, fixed, dice(new, gt) - dice(mask, gt)))
+                found = mask & gt
+                forgot = float((found & ~new).sum() / max(1, found.sum()))
+                new_fp = float((new & ~mask & ~gt).sum() / max(1, gt.sum()))
+                change = dice(new, gt) - dice(mask, gt)
+                out["positive" if want else "negative"].append((honoured, fixed, change, forgot, new_fp))
                 mask = new
     return out
 
@@ -80,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     cases = load_suite(args.suite)
     kinds = [k.strip() for k in args.prompts.split(",") if k.strip()]
     print(f"{len(cases)} cases x {kinds}, {args.corrections} clicks each")
-    print(f"{'model':40s} {'sign':9s} {'clicks':>6s} {'honoured':>9s} {'local fix':>9s} {'dDice':>7s}")
+    print(f"{'model':40s} {'sign':9s} {'clicks':>6s} {'honoured':>9s} {'local fix':>9s} {'dDice':>7s} {'forgot':>7s} {'new FP':>7s}")
     for name in args.models:
         result = measure(None if name == "bundled" else name, cases, kinds, args.corrections)
         for sign in ("positive", "negative"):
@@ -88,8 +95,8 @@ def main(argv: list[str] | None = None) -> int:
             if not rows:
                 print(f"{name[-40:]:40s} {sign:9s} {0:6d}")
                 continue
-            h, f, d = (np.mean([r[i] for r in rows]) for i in range(3))
-            print(f"{name[-40:]:40s} {sign:9s} {len(rows):6d} {h:9.2f} {f:9.2f} {d:+7.3f}")
+            h, f, d, lost, fp = (np.mean([r[i] for r in rows]) for i in range(5))
+            print(f"{name[-40:]:40s} {sign:9s} {len(rows):6d} {h:9.2f} {f:9.2f} {d:+7.3f} {lost:7.3f} {fp:7.3f}")
     return 0
 
 
