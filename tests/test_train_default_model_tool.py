@@ -371,3 +371,15 @@ def test_weights_under_another_licence_are_never_bundled(tmp_path, tool):
     with pytest.raises(SystemExit, match="the run's model"):
         tool.main(["--run", str(run), "--dest", str(dest), "--skip-training", "--force", *TINY])
     assert not dest.exists()
+
+
+def test_the_default_recipe_builds_the_bundled_models_network(tool):
+    """`python tools/train_default_model.py` continues the bundled model: its default network must
+    be the bundled one (a deeper bundled model than the recipe is refused by grow_from)."""
+    from nni_widget.data import default_model_folder
+    from nni_widget.train._loop import build_network
+
+    bundled = load_model_folder(default_model_folder(), device="cpu")
+    _, net = build_network(tool.DEFAULT_CONFIG)
+    assert net.grow_from(bundled.network.state_dict()) == []  # loads as it is: nothing added, nothing refused
+    assert tuple(tool.DEFAULT_CONFIG.patch_size) == tuple(bundled.patch_size)
