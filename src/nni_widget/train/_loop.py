@@ -77,6 +77,11 @@ def dice_ce_loss(
     return (1 - dice.mean()) + ce, dice.mean(), ce
 
 
+def _previous_segmentation(x: torch.Tensor) -> torch.Tensor:
+    """The previous segmentation of each sample of a batch (input channel 1) as a bool mask."""
+    return x[:, 1] > 0.5
+
+
 def error_weights(x: torch.Tensor, target: torch.Tensor, weight: float) -> torch.Tensor | None:
     """``1 + weight`` on the voxels the previous segmentation (input channel 1) has wrong, else 1.
 
@@ -85,7 +90,7 @@ def error_weights(x: torch.Tensor, target: torch.Tensor, weight: float) -> torch
     """
     if weight <= 0:
         return None
-    prev = x[:, 1] > 0.5
+    prev = _previous_segmentation(x)
     has_prev = prev.flatten(1).any(1).view(-1, *([1] * (prev.ndim - 1)))
     wrong = (prev != target.bool()) & has_prev
     return 1.0 + weight * wrong.float()
@@ -101,9 +106,7 @@ def keep_weights(x: torch.Tensor, target: torch.Tensor, weight: float) -> torch.
     """
     if weight <= 0:
         return None
-    prev = x[:, 1] > 0.5
-    has_prev = prev.flatten(1).any(1).view(-1, *([1] * (prev.ndim - 1)))
-    kept = prev & target.bool() & has_prev
+    kept = _previous_segmentation(x) & target.bool()  # empty for a first prompt: no extra weight
     return 1.0 + weight * kept.float()
 
 
