@@ -155,6 +155,53 @@ def test_clicker_user_follows_any_first_prompt_with_points():
         TrainConfig(**TINY, users=("clicker", "lazy"))
 
 
+def test_perturbed_mask_is_near_right_with_local_errors_a_click_can_fix():
+    from scipy import ndimage
+
+    from nni_widget.train._data import perturbed_mask
+
+    gt = np.zeros((48, 48, 48), bool)
+    gt[8:40, 8:40, 8:40] = True
+    before = gt.copy()
+    big_errors, dices = 0, []
+    for seed in range(20):
+        m = perturbed_mask(gt, np.random.default_rng(seed))
+        assert m.dtype == bool and m.shape == gt.shape
+        dices.append(2 * (m & gt).sum() / (m.sum() + gt.sum()))
+        labels, n = ndimage.label(m != gt)
+        sizes = np.bincount(labels.ravel())[1:]
+        big_errors += bool(n and sizes.max() >= 8)  # an error a simulated user would click on
+    assert np.array_equal(gt, before)  # the ground truth is not changed
+    assert 0.85 < min(dices) and max(dices) < 1.0  # right almost everywhere, never exactly
+    assert big_errors >= 18
+    assert not perturbed_mask(np.zeros((8, 8, 8), bool), np.random.default_rng(0)).any()
+
+
+def test_prior_mask_samples_start_from_a_near_right_mask_and_a_correction():
+    cfg = TrainConfig(**TINY, max_rounds=2, prior_mask_p=1.0, users=("clicker",))
+    rng = np.random.default_rng(3)
+    pool = PhantomPool(cfg, rng)
+    calls = []
+
+    def never(x):  # the network is not asked: the previous segmentation is the synthetic one
+        calls.append(1)
+        return torch.zeros(x.shape[1:], dtype=torch.bool)
+
+    corrected = 0
+    for _ in range(8):
+        s = make_sample(pool, cfg, rng, never, 0.0)
+        prev, y = s.x[1] > 0.5, s.y.bool()
+        if s.rounds == 1:  # nothing to correct on a tiny object: a plain first prompt, no mask
+            assert not prev.any()
+            continue
+        corrected += 1
+        assert s.kinds[1] == "point"  # the window is centred on the correction
+        assert prev.any() and float(2 * (prev & y).sum() / (prev.sum() + y.sum())) > 0.6
+    assert corrected >= 5 and not calls
+    with pytest.raises(ValueError, match="prior_mask_p"):
+        TrainConfig(**TINY, prior_mask_p=1.5)
+
+
 # ---------------------------------------------------------------- loss and training
 
 

@@ -88,6 +88,13 @@ class TrainConfig:
             window, and without it the network drops part of what earlier prompts found while it
             adds what the newest one asks for. Multiplies with ``error_weight`` (the two never
             meet on a voxel). Off (0) by default.
+        prior_mask_p: probability that a sample's first prompt is followed by a synthetic
+            near-right previous segmentation (the ground truth with a few balls cut out of or added
+            to its boundary, :func:`nni_widget.train._data.perturbed_mask`) and the user's
+            correction of it, the larger of two drawn targets its object. The network's own
+            follow-ups mostly start from rough masks of objects that fit the window; here a click
+            on a local error sits in a window that cuts a large object the mask already has right,
+            the case in which the bundled models forgot found voxels. Off (0) by default.
         transpose_p / flip_p / invert_p: augmentations (axis transpose, flips, intensity inversion).
         rotation_p, rotation_deg, scale_p, scale_range, axis_scale_p, axis_scale_range, elastic_p,
             max_edge, noise_p, blur_p, brightness_p, contrast_p, gamma_p: the other augmentations
@@ -177,6 +184,7 @@ class TrainConfig:
     click_weight: float = 0.0
     click_radius: float = 10.0
     keep_weight: float = 0.0
+    prior_mask_p: float = 0.0
     transpose_p: float = _AUG.transpose_p
     flip_p: float = _AUG.flip_p
     invert_p: float = _AUG.invert_p
@@ -249,6 +257,8 @@ class TrainConfig:
                 f"loss weights must be >= 0 (0 turns one off), got {weights}: each adds that much "
                 "cross-entropy weight to its voxels, e.g. keep_weight=1 counts them twice"
             )
+        if not 0 <= self.prior_mask_p <= 1:
+            raise ValueError(f"prior_mask_p {self.prior_mask_p} must be a probability in [0, 1]")
         if any(v < 1 for v in self.pseudo_coarse_sizes):
             raise ValueError(
                 f"pseudo_coarse_sizes {self.pseudo_coarse_sizes} must be positive voxel counts (mean "

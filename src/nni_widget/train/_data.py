@@ -35,6 +35,7 @@ __all__ = [
     "click_weights",
     "extra_zoom",
     "newest_prompt_mask",
+    "perturbed_mask",
     "refinement_window",
     "upsample_prediction",
     "window_target",
@@ -243,3 +244,50 @@ def refinement_window(
             pick = candidates[int(rng.integers(len(candidates)))]
             target = [int(v) + lo for v, (lo, _) in zip(pick.tolist(), inside)]
     return build_input(image, inter, target, 1.0, patch)
+
+
+def perturbed_mask(
+    gt: np.ndarray, rng: np.random.Generator, radius: tuple[float, float] = (4.0, 14.0), max_bumps: int = 3
+) -> np.ndarray:
+    """A near-right segmentation of ``gt``: what a session holds after a good first prompt.
+
+    One to ``max_bumps`` balls of a radius drawn in ``radius`` (voxels; at most half the radius of
+    a ball as large as the object) are centred on random boundary voxels of ``gt``; each either
+    cuts its cap out of the object (a missed part) or adds its outside cap to it (a leak), with
+    even odds. Half the masks then have their whole boundary moved by one voxel (dilated or eroded,
+    even odds) when that changes at most a tenth of the object. Bool ``(z, y, x)``; ``gt`` is not
+    changed.
+
+    The corrective click of such a sample lands on one bump, and the network's window, centred on
+    it, cuts an object larger than the window while the mask is right almost everywhere else: the
+    case in which a click must keep what the mask already has (docs/default_model.md,
+    "Twenty-second session").
+    """
+    from scipy import ndimage
+
+    gt = np.asarray(gt, dtype=bool)
+    out = gt.copy()
+    boundary = np.argwhere(gt & ~ndimage.binary_erosion(gt))
+    if not len(boundary):
+        return out
+    shape = np.array(gt.shape)
+    size = int(gt.sum())
+    r_max = min(radius[1], 0.5 * (3 * size / (4 * np.pi)) ** (1 / 3))
+    r_min = min(radius[0], r_max)
+    for _ in range(int(rng.integers(1, max_bumps + 1))):
+        c = boundary[int(rng.integers(len(boundary)))]
+        r = float(rng.uniform(r_min, r_max))
+        lo, hi = np.maximum(c - int(np.ceil(r)), 0), np.minimum(c + int(np.ceil(r)) + 1, shape)
+        grid = np.ogrid[tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))]
+        ball = sum((g - int(ci)) ** 2 for g, ci in zip(grid, c)) <= r * r
+        sl = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+        if rng.random() < 0.5:
+            out[sl] &= ~ball  # a missed part of the object
+        else:
+            out[sl] |= ball & ~gt[sl]  # a leak into the background
+    if rng.random() < 0.5:
+        op = ndimage.binary_dilation if rng.random() < 0.5 else ndimage.binary_erosion
+        moved = op(out)
+        if moved.any() and (moved != out).sum() <= 0.1 * size:
+            out = moved
+    return out

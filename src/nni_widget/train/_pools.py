@@ -27,6 +27,7 @@ from nni_widget.train._data import (
     click_weights,
     extra_zoom,
     newest_prompt_mask,
+    perturbed_mask,
     refinement_window,
     upsample_prediction,
     window_target,
@@ -248,13 +249,23 @@ def make_sample(
     :func:`nni_widget.simulation.make_user` (random, sunk-cost, single-interaction or clicker,
     per ``cfg.users``) for a correction of the error; older prompts decay by ``cfg.interaction_decay``.
 
+    With probability ``cfg.prior_mask_p`` the first prompt is followed by a near-right mask
+    (:func:`nni_widget.train._data.perturbed_mask` of the larger of two drawn targets) committed as
+    the previous segmentation, and by the user's correction of it, before any network round.
+
     When the last window is zoomed out, with probability ``cfg.refine_p`` the sample becomes one of
     AutoZoom's refinement boxes instead (:func:`nni_widget.train._data.refinement_window`): the
     network's coarse answer is committed and a native-resolution window on its changes or on the
     object is encoded.
     """
+    # no draw when off: runs without it keep their random streams
+    prior = cfg.prior_mask_p > 0 and rng.random() < cfg.prior_mask_p
     for _ in range(10):
         image, gt, _, _ = pool.draw()
+        if prior:  # the larger of two targets: the forgetting case is an object the window cuts
+            other = pool.draw()
+            if int(other[1].sum()) > int(gt.sum()):
+                image, gt = other[0], other[1]
         gt_np = gt.numpy()
         probs = np.asarray(cfg.prompt_probs) / sum(cfg.prompt_probs)
         kind = str(cfg.prompt_kinds[rng.choice(len(probs), p=probs)])
@@ -269,6 +280,14 @@ def make_sample(
     kinds = [kind]
     inter = Interaction(tuple(image.shape), cfg.interaction_decay, cfg.point_radius, cfg.patch_size)
     center, zoom = inter.add(prompt)
+    if prior:
+        inter.mask = torch.from_numpy(perturbed_mask(gt_np, rng).astype(np.uint8))
+        correction = user.next_prompt(gt_np, inter.mask.numpy().astype(bool))
+        if correction is None:  # nothing to click on (a tiny object): a plain first-prompt sample
+            inter.mask.zero_()
+        else:
+            kinds.append(correction.kind)
+            center, zoom = inter.add(correction)
     while predict is not None and len(kinds) < cfg.max_rounds and rng.random() < p_followup:
         zoom = extra_zoom(zoom, cfg, rng)
         x, frame, scaled = build_input(image, inter, center, zoom, cfg.loss_patch)
