@@ -24,6 +24,7 @@ from nni_widget.train import (
     evaluate_first_prompt,
     evaluate_real_held_out,
     make_sample,
+    read_log,
     seen_sources,
     static_prompt,
     train,
@@ -200,6 +201,12 @@ def test_prior_mask_samples_start_from_a_near_right_mask_and_a_correction():
     assert corrected >= 5 and not calls
     with pytest.raises(ValueError, match="prior_mask_p"):
         TrainConfig(**TINY, prior_mask_p=1.5)
+
+
+def test_a_run_with_prior_masks_trains_and_records_the_setting(tmp_path):
+    run = train(TrainConfig(**TINY, steps=2, prior_mask_p=0.5), tmp_path / "run", progress=False, export=False)
+    assert TrainConfig.load(run / "config.json").prior_mask_p == 0.5
+    assert [r["step"] for r in read_log(run / "train_log.csv")] == [1.0, 2.0]
 
 
 # ---------------------------------------------------------------- loss and training
