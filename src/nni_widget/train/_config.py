@@ -92,9 +92,11 @@ class TrainConfig:
             near-right previous segmentation (the ground truth with a few balls cut out of or added
             to its boundary, :func:`nni_widget.train._data.perturbed_mask`) and the user's
             correction of it, the larger of two drawn targets its object. The network's own
-            follow-ups mostly start from rough masks of objects that fit the window; here a click
-            on a local error sits in a window that cuts a large object the mask already has right,
-            the case in which the bundled models forgot found voxels. Off (0) by default.
+            follow-ups mostly start from rough masks; here a click on a local error sits in a
+            window whose mask is right almost everywhere (and, in about 12% of the default recipe's
+            samples, cuts the object), the case in which the bundled models forgot found voxels.
+            0.3 more than halved what a click drops (docs/default_model.md, "Twenty-second
+            session"). Off (0) by default.
         transpose_p / flip_p / invert_p: augmentations (axis transpose, flips, intensity inversion).
         rotation_p, rotation_deg, scale_p, scale_range, axis_scale_p, axis_scale_range, elastic_p,
             max_edge, noise_p, blur_p, brightness_p, contrast_p, gamma_p: the other augmentations

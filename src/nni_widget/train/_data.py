@@ -259,8 +259,8 @@ def perturbed_mask(
     changed.
 
     The corrective click of such a sample lands on one bump, and the network's window, centred on
-    it, cuts an object larger than the window while the mask is right almost everywhere else: the
-    case in which a click must keep what the mask already has (docs/default_model.md,
+    it, holds a mask that is right almost everywhere else (and may cut an object larger than the
+    window): the case in which a click must keep what the mask already has (docs/default_model.md,
     "Twenty-second session").
     """
     from scipy import ndimage
