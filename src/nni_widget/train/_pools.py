@@ -281,8 +281,9 @@ def make_sample(
     inter = Interaction(tuple(image.shape), cfg.interaction_decay, cfg.point_radius, cfg.patch_size)
     center, zoom = inter.add(prompt)
     if prior:
-        inter.mask = torch.from_numpy(perturbed_mask(gt_np, rng).astype(np.uint8))
-        correction = user.next_prompt(gt_np, inter.mask.numpy().astype(bool))
+        near_right = perturbed_mask(gt_np, rng)
+        inter.mask = torch.from_numpy(near_right.astype(np.uint8))
+        correction = user.next_prompt(gt_np, near_right)
         if correction is None:  # nothing to click on (a tiny object): a plain first-prompt sample
             inter.mask.zero_()
         else:
