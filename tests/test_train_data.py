@@ -267,6 +267,10 @@ def test_real_native_p_mixes_crops_from_both_grids(monkeypatch):
     assert 25 <= native <= 75  # 200 crops at p = 0.25: 50 expected (binomial sd 6)
     with pytest.raises(ValueError, match="own grids"):
         TrainPool(cfg, np.random.default_rng(9), volumes[:2])  # resampled volumes only
+    elongations = []
+    monkeypatch.setattr(data, "prepare_real", lambda name, elongation=1.0, **kw: elongations.append(elongation) or vol)
+    prepare_real_data(TrainConfig(**base, real_native_p=0.25, pseudo_elongation=3))
+    assert elongations == [3.0, 3.0, 1.0, 1.0]  # the elongated level on real_spacing's grid, never the native one
     with pytest.raises(ValueError, match="real_native_p"):
         TrainConfig(**{**base, "real_spacing": None}, real_native_p=0.25)
     with pytest.raises(ValueError, match="real_native_p"):
@@ -348,6 +352,36 @@ def test_coarse_pseudo_label_levels(fake_source, tmp_path):
     with pytest.raises(ValueError, match="pseudo_coarse_sizes"):
         TrainConfig(pseudo_coarse_sizes=(3000, -1))
     assert TrainConfig(pseudo_coarse_sizes=[2500, 8000]).pseudo_coarse_sizes == (2500, 8000)  # JSON lists
+
+
+def test_elongated_pseudo_label_level(fake_source, tmp_path):
+    """The elongated level: supervoxels of about the default size that reach further along the slice axis."""
+    from scipy import ndimage
+
+    from nni_widget.data._real import pseudo_labels
+
+    def extents(m):
+        boxes = [b for b in ndimage.find_objects(m) if b is not None]
+        return np.median([[s.stop - s.start for s in b] for b in boxes], axis=0)
+
+    # a textured volume with no edges to follow: the stretch alone shapes the supervoxels
+    image = ndimage.gaussian_filter(np.random.default_rng(0).normal(0, 1, (48, 48, 48)), 2).astype(np.float32)
+    head = np.ones(image.shape, bool)
+    round_ = extents(pseudo_labels(image, head, n_segments=40, min_voxels=50))
+    stretched = extents(pseudo_labels(image, head, n_segments=40, min_voxels=50, elongation=3.0))
+    assert stretched[0] > 1.5 * round_[0] and stretched[1:].max() < round_[1:].min(), (round_, stretched)
+
+    vol = prepare_real("fake_brain", tmp_path, n_segments=25, elongation=3.0)
+    assert len(vol.pseudo_coarse) == 1 and "pseudo_elongated" in vol.manifest
+    long = vol.pseudo_coarse[-1]
+    assert vol.manifest["pseudo_elongated"] == {"factor": 3.0, "labels": int(long.max())}
+    assert long.dtype == np.int32 and long.max() > 0 and not (long.astype(bool) & vol.held_out).any()
+    plain = prepare_real("fake_brain", tmp_path, n_segments=25)
+    assert plain.pseudo_coarse == () and "pseudo_elongated" not in plain.manifest  # old manifests unchanged
+    with pytest.raises(ValueError, match="elongation"):
+        prepare_real("fake_brain", tmp_path, elongation=0.5)
+    with pytest.raises(ValueError, match="pseudo_elongation"):
+        TrainConfig(pseudo_elongation=0)
 
 
 def test_resample_to_spacing_keeps_world_positions_and_labels():

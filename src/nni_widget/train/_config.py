@@ -118,6 +118,13 @@ class TrainConfig:
             in voxels (``prepare_real``'s ``coarse_sizes``). A crop centred on a pseudo-label picks
             its level uniformly among the default level and these. Empty (default): the default
             level only, whose supervoxels are smaller than most structures one segments.
+        pseudo_elongation: > 1 adds one more pseudo-label level (``prepare_real``'s ``elongation``):
+            supervoxels of the default size stretched that many times along the volume's slice
+            axis (3: a median 48 voxels through the plane), picked like the coarse levels. The
+            transposes spread them over every axis, so a 2D prompt on a plane across one trains
+            the reach through the plane (docs/default_model.md, "Twenty-third session"). Only on
+            the ``real_spacing`` grid: on the native thick-slice grids of ``real_native_p`` one
+            would span every slice. 1 (default): none.
         real_spacing: voxel size (mm, ``(dz, dy, dx)``) the real volumes are resampled to before
             their pseudo-labels are made (``prepare_real``'s ``spacing``); None (default): their
             own grids. The training sources are anisotropic (the pyradiomics brains 6.5 x 0.78 x
@@ -214,6 +221,7 @@ class TrainConfig:
     pseudo_only_sources: tuple[str, ...] = ()
     pseudo_method: str = "slic"
     pseudo_coarse_sizes: tuple[int, ...] = ()
+    pseudo_elongation: float = 1.0
     real_spacing: tuple[float, float, float] | None = None
     real_native_p: float = 0.0
     real_margin: tuple[int, int] = (8, 32)
@@ -261,6 +269,12 @@ class TrainConfig:
             )
         if not 0 <= self.prior_mask_p <= 1:
             raise ValueError(f"prior_mask_p {self.prior_mask_p} must be a probability in [0, 1]")
+        self.pseudo_elongation = float(self.pseudo_elongation)
+        if not self.pseudo_elongation >= 1:
+            raise ValueError(
+                f"pseudo_elongation {self.pseudo_elongation} must be >= 1: how many times longer the "
+                "elongated pseudo-labels are along the slice axis (e.g. 3); 1 for none"
+            )
         if any(v < 1 for v in self.pseudo_coarse_sizes):
             raise ValueError(
                 f"pseudo_coarse_sizes {self.pseudo_coarse_sizes} must be positive voxel counts (mean "

@@ -299,15 +299,17 @@ def prepare_real_data(cfg: TrainConfig) -> list:
     ``cfg.pseudo_only_sources`` keep their pseudo-labels only.
 
     With ``cfg.real_native_p`` each source comes twice: on ``cfg.real_spacing`` first, then on its
-    own grid (:class:`~nni_widget.train._pools.TrainPool` tells them apart by their manifests).
+    own grid (:class:`~nni_widget.train._pools.TrainPool` tells them apart by their manifests);
+    ``cfg.pseudo_elongation``'s level is made on the first only.
     """
     from nni_widget.data import prepare_real
 
     grids = [cfg.real_spacing] + ([None] if cfg.real_native_p > 0 else [])
+    # the elongated level on the first grid alone: on a native thick-slice grid it spans every slice
     volumes = [
         prepare_real(name, pseudo_method=cfg.pseudo_method, coarse_sizes=cfg.pseudo_coarse_sizes,
-                     spacing=grid)
-        for grid in grids for name in cfg.real_sources
+                     elongation=cfg.pseudo_elongation if g == 0 else 1.0, spacing=grid)
+        for g, grid in enumerate(grids) for name in cfg.real_sources
     ]  # fmt: skip
     return [_without_instances(v) if v.source in cfg.pseudo_only_sources else v for v in volumes]
 
