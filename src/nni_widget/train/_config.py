@@ -121,10 +121,11 @@ class TrainConfig:
         pseudo_elongation: > 1 adds one more pseudo-label level (``prepare_real``'s ``elongation``):
             supervoxels of the default size stretched that many times along the volume's slice
             axis (3: a median 48 voxels through the plane), picked like the coarse levels. The
-            transposes spread them over every axis, so a 2D prompt on a plane across one trains
-            the reach through the plane (docs/default_model.md, "Twenty-third session"). Only on
-            the ``real_spacing`` grid: on the native thick-slice grids of ``real_native_p`` one
-            would span every slice. 1 (default): none.
+            transposes spread them over every axis, so that a 2D prompt on a plane across one asks
+            for reach through the plane. Session 23 tried 3: it did not extend the reach on the
+            MRI structures (docs/default_model.md, "Twenty-third session"). Only on the
+            ``real_spacing`` grid: on the native thick-slice grids of ``real_native_p`` one would
+            span every slice. 1 (default): none.
         real_spacing: voxel size (mm, ``(dz, dy, dx)``) the real volumes are resampled to before
             their pseudo-labels are made (``prepare_real``'s ``spacing``); None (default): their
             own grids. The training sources are anisotropic (the pyradiomics brains 6.5 x 0.78 x
