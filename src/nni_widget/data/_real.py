@@ -174,6 +174,8 @@ def pseudo_labels(
     """
     from skimage.segmentation import slic
 
+    if not elongation >= 1:
+        raise ValueError(f"elongation {elongation} must be >= 1 (1: round supervoxels)")
     d = max(1, int(downsample))
     small = np.asarray(image, np.float32)[::d, ::d, ::d]
     mask = np.asarray(foreground, bool)[::d, ::d, ::d]
@@ -181,8 +183,6 @@ def pseudo_labels(
         return np.zeros(image.shape, np.int32)
     lo, hi = np.percentile(small[mask], (1, 99))
     norm = np.clip((small - lo) / max(hi - lo, 1e-6), 0, 1)
-    if not elongation >= 1:
-        raise ValueError(f"elongation {elongation} must be >= 1 (1: round supervoxels)")
     stretch = {} if elongation == 1 else {"spacing": np.array([1.0 / elongation, 1.0, 1.0])}
     seg = slic(norm, n_segments=n_segments, compactness=compactness, channel_axis=None, mask=mask,
                start_label=1, **stretch)  # fmt: skip
