@@ -203,6 +203,68 @@ def test_prior_mask_samples_start_from_a_near_right_mask_and_a_correction():
         TrainConfig(**TINY, prior_mask_p=1.5)
 
 
+def test_neighbour_leak_adds_one_whole_touching_region_of_the_label_map():
+    from nni_widget.train._data import neighbour_leak
+
+    labels = np.zeros((24, 24, 40), np.int32)
+    labels[4:20, 4:20, 4:14] = 1  # the object
+    labels[4:20, 4:20, 14:24] = 2  # touches it, its size
+    labels[4:20, 4:20, 24:36] = 3  # touches 2 only
+    labels[0:2, 0:2, 0:2] = 4  # far away
+    gt = labels == 1
+    before = (gt.copy(), labels.copy())
+    for seed in range(5):
+        m = neighbour_leak(gt, labels, np.random.default_rng(seed))
+        assert np.array_equal(m, gt | (labels == 2))  # the only neighbour, all of it
+    assert np.array_equal(gt, before[0]) and np.array_equal(labels, before[1])
+    # odds follow the contact: a neighbour along a whole face against one touching an edge strip
+    labels[4:20, 20:22, 4:14] = 5
+    labels[4:6, 4:20, 0:4] = 6
+    picks = [int(np.unique(labels[neighbour_leak(gt, labels, np.random.default_rng(s)) & ~gt])[0])
+             for s in range(60)]  # fmt: skip
+    assert set(picks) <= {2, 5, 6} and picks.count(2) > picks.count(5) > 0
+    # none: no touching label, or only ones far larger than the object (a whole tissue)
+    assert neighbour_leak(labels == 4, labels, np.random.default_rng(0)) is None
+    big = np.zeros_like(labels)
+    big[2:4, 2:4, 2:4] = 1
+    big[4:, :, :] = 2
+    assert neighbour_leak(big == 1, big, np.random.default_rng(0)) is None
+    assert neighbour_leak(big == 1, big, np.random.default_rng(0), max_ratio=1e6) is not None
+    with pytest.raises(ValueError, match="one grid"):
+        neighbour_leak(gt, labels[:-1], np.random.default_rng(0))
+
+
+def test_leak_prior_masks_hold_a_neighbour_that_a_negative_click_points_at():
+    from nni_widget.train._pools import Item, Target
+
+    labels = np.zeros((16, 16, 16), np.int32)
+    labels[4:12, 4:12, 2:8] = 1  # the target
+    labels[4:12, 4:12, 8:14] = 2  # its neighbour
+    image = np.where(labels > 0, 1.0, 0.0).astype(np.float32)
+    item = Item(image, [labels], [Target(0, 1, "organ")])
+
+    class OnePool:  # one volume, one target: what make_sample draws, nothing random
+        def draw(self):
+            return torch.from_numpy(image), torch.from_numpy(labels == 1), item, item.targets[0]
+
+    tiny = {**TINY, "extra_zoom_p": 0.0, "prompt_kinds": ("box", "point"), "prompt_probs": (1.0, 0.0)}
+    cfg = TrainConfig(**tiny, max_rounds=2, prior_mask_p=1.0, prior_leak_p=1.0, users=("clicker",))
+    rng = np.random.default_rng(0)
+    for _ in range(4):
+        s = make_sample(OnePool(), cfg, rng, None, 0.0)  # type: ignore[arg-type]
+        prev, y = s.x[1] > 0.5, s.y.bool()
+        assert s.rounds == 2 and s.kinds == ["box", "point"]
+        assert int((prev & ~y).sum()) > 100 and not (y & ~prev).any()  # the neighbour, the whole object
+        assert float(s.x[5].max()) > 0 and float(s.x[4].max()) == 0  # a negative click...
+        assert bool((s.x[5] > 0)[prev & ~y].any())  # ...on the neighbour
+    # bumps when off: the same draws give a mask that is not the object plus the neighbour
+    cfg = TrainConfig(**tiny, max_rounds=2, prior_mask_p=1.0, users=("clicker",))
+    s = make_sample(OnePool(), cfg, np.random.default_rng(0), None, 0.0)  # type: ignore[arg-type]
+    assert int(((s.x[1] > 0.5) & ~s.y.bool()).sum()) < 100
+    with pytest.raises(ValueError, match="prior_leak_p"):
+        TrainConfig(**TINY, prior_leak_p=-0.1)
+
+
 def test_a_run_with_prior_masks_trains_and_records_the_setting(tmp_path):
     run = train(TrainConfig(**TINY, steps=2, prior_mask_p=0.5), tmp_path / "run", progress=False, export=False)
     assert TrainConfig.load(run / "config.json").prior_mask_p == 0.5

@@ -97,6 +97,14 @@ class TrainConfig:
             samples, cuts the object), the case in which the bundled models forgot found voxels.
             0.3 more than halved what a click drops (docs/default_model.md, "Twenty-second
             session"). Off (0) by default.
+        prior_leak_p: share of the ``prior_mask_p`` samples whose near-right mask is the object plus
+            one whole neighbouring region of its label map (an adjacent instance, supervoxel or
+            phantom object, at most 3 times the object's size;
+            :func:`nni_widget.train._data.neighbour_leak`) instead of boundary bumps, so that the
+            correction is a negative click on the neighbour. The bundled models' boxes on the
+            held-out pallidum and putamen fill the neighbouring nucleus (precision 0.24-0.38) and
+            five negative clicks take little of it back (putamen 0.35 -> 0.43). Samples whose
+            object has no such neighbour keep the bumps. Off (0) by default.
         transpose_p / flip_p / invert_p: augmentations (axis transpose, flips, intensity inversion).
         rotation_p, rotation_deg, scale_p, scale_range, axis_scale_p, axis_scale_range, elastic_p,
             max_edge, noise_p, blur_p, brightness_p, contrast_p, gamma_p: the other augmentations
@@ -195,6 +203,7 @@ class TrainConfig:
     click_radius: float = 10.0
     keep_weight: float = 0.0
     prior_mask_p: float = 0.0
+    prior_leak_p: float = 0.0
     transpose_p: float = _AUG.transpose_p
     flip_p: float = _AUG.flip_p
     invert_p: float = _AUG.invert_p
@@ -270,6 +279,11 @@ class TrainConfig:
             )
         if not 0 <= self.prior_mask_p <= 1:
             raise ValueError(f"prior_mask_p {self.prior_mask_p} must be a probability in [0, 1]")
+        if not 0 <= self.prior_leak_p <= 1:
+            raise ValueError(
+                f"prior_leak_p {self.prior_leak_p} must be a probability in [0, 1]: the share of the "
+                "prior-mask samples (prior_mask_p) whose mask leaks into a neighbouring region"
+            )
         self.pseudo_elongation = float(self.pseudo_elongation)
         if not self.pseudo_elongation >= 1:
             raise ValueError(

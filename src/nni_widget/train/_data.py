@@ -34,6 +34,7 @@ __all__ = [
     "build_input",
     "click_weights",
     "extra_zoom",
+    "neighbour_leak",
     "newest_prompt_mask",
     "perturbed_mask",
     "refinement_window",
@@ -291,3 +292,32 @@ def perturbed_mask(
         if moved.any() and (moved != out).sum() <= 0.1 * size:
             out = moved
     return out
+
+
+def neighbour_leak(
+    gt: np.ndarray, labels: np.ndarray, rng: np.random.Generator, max_ratio: float = 3.0
+) -> np.ndarray | None:
+    """``gt`` plus one whole region of ``labels`` that touches it: a leak into a neighbour.
+
+    What a box or a loose lasso gives on a structure beside another of the same intensity (on the
+    held-out MRI, a box on a pallidum that also fills the putamen): the mask is the object and the
+    neighbour, and a negative click on the neighbour must take all of it away. The neighbour is a
+    nonzero label (an instance, a supervoxel, a phantom object) that 6-touches ``gt``, has no voxel
+    in it and at most ``max_ratio`` times its voxels, drawn with odds proportional to the contact.
+    None when ``gt`` has no such neighbour. Bool ``(z, y, x)``; the inputs are not changed.
+    """
+    from scipy import ndimage
+
+    gt = np.asarray(gt, dtype=bool)
+    if gt.shape != labels.shape:
+        raise ValueError(f"gt {gt.shape} and labels {labels.shape} must be on one grid")
+    shell = ndimage.binary_dilation(gt) & ~gt
+    values, contact = np.unique(labels[shell], return_counts=True)
+    counts = np.bincount(labels.ravel().astype(np.int64), minlength=int(values.max(initial=0)) + 1)
+    inside = np.unique(labels[gt])
+    ok = (values != 0) & ~np.isin(values, inside) & (counts[values] <= max_ratio * gt.sum())
+    if not ok.any():
+        return None
+    values, contact = values[ok], contact[ok].astype(float)
+    pick = values[int(rng.choice(len(values), p=contact / contact.sum()))]
+    return gt | (labels == pick)

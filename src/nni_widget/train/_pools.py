@@ -27,6 +27,7 @@ from nni_widget.train._data import (
     click_weights,
     extra_zoom,
     newest_prompt_mask,
+    neighbour_leak,
     perturbed_mask,
     refinement_window,
     upsample_prediction,
@@ -251,7 +252,9 @@ def make_sample(
 
     With probability ``cfg.prior_mask_p`` the first prompt is followed by a near-right mask
     (:func:`nni_widget.train._data.perturbed_mask` of the larger of two drawn targets) committed as
-    the previous segmentation, and by the user's correction of it, before any network round.
+    the previous segmentation, and by the user's correction of it, before any network round. A
+    ``cfg.prior_leak_p`` share of those masks is the object plus a whole neighbouring region of its
+    label map instead (:func:`nni_widget.train._data.neighbour_leak`), when it has one.
 
     When the last window is zoomed out, with probability ``cfg.refine_p`` the sample becomes one of
     AutoZoom's refinement boxes instead (:func:`nni_widget.train._data.refinement_window`): the
@@ -261,11 +264,11 @@ def make_sample(
     # no draw when off: runs without it keep their random streams
     prior = cfg.prior_mask_p > 0 and rng.random() < cfg.prior_mask_p
     for _ in range(10):
-        image, gt, _, _ = pool.draw()
+        image, gt, item, target = pool.draw()
         if prior:  # the larger of two targets: the forgetting case is an object the window cuts
             other = pool.draw()
             if int(other[1].sum()) > int(gt.sum()):
-                image, gt = other[0], other[1]
+                image, gt, item, target = other
         gt_np = gt.numpy()
         probs = np.asarray(cfg.prompt_probs) / sum(cfg.prompt_probs)
         kind = str(cfg.prompt_kinds[rng.choice(len(probs), p=probs)])
@@ -281,7 +284,12 @@ def make_sample(
     inter = Interaction(tuple(image.shape), cfg.interaction_decay, cfg.point_radius, cfg.patch_size)
     center, zoom = inter.add(prompt)
     if prior:
-        near_right = perturbed_mask(gt_np, rng)
+        near_right = None
+        # no draw when off: runs without it keep their random streams
+        if cfg.prior_leak_p > 0 and rng.random() < cfg.prior_leak_p:
+            near_right = neighbour_leak(gt_np, item.maps[target.layer], rng)
+        if near_right is None:
+            near_right = perturbed_mask(gt_np, rng)
         inter.mask = torch.from_numpy(near_right.astype(np.uint8))
         correction = user.next_prompt(gt_np, near_right)
         if correction is None:  # nothing to click on (a tiny object): a plain first-prompt sample
