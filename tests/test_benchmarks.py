@@ -41,6 +41,25 @@ def test_bench_through_plane_profile():
 
 
 @pytest.mark.slow
+def test_bench_through_plane_every_axis():
+    """--axes 0,1,2 prompts each object along all three axes: three times the cases of the axial run."""
+    (_, axial), (_, every) = (
+        _table("bench_through_plane.py", "--contrasts", "1", "--phantoms", "1", "--no-reference", "--axes", a)
+        for a in ("0", "0,1,2")
+    )
+    n = lambda row: int(row[0].rsplit("(", 1)[1].rstrip(")"))  # noqa: E731  "phantoms, ... (N)"
+    assert "axes 0,1,2" in every[0] and "axes" not in axial[0]
+    assert n(every) == 3 * n(axial) > 0
+    assert float(every[2]) > 0.8  # each prompt's own slice
+
+
+def test_bench_through_plane_rejects_bad_axes():
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "bench_through_plane.py"), "--axes", "0,3"],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 2 and "--axes '0,3'" in done.stderr and "0, 1, 2" in done.stderr
+
+
+@pytest.mark.slow
 def test_bench_faint_recall_rows():
     """Dice, precision and recall of one lasso per object, for the model and the random walker."""
     header, *rows = _table("bench_faint_recall.py", "--contrasts", "1", "--phantoms", "1", "--kinds", "lasso")
