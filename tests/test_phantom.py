@@ -96,6 +96,54 @@ def test_faint_phantoms_keep_their_objects_and_lose_contrast():
         make_phantom(seed=6, contrast=0)
 
 
+def _thickness_along(mask: np.ndarray, frac: float) -> float:
+    """Largest inscribed radius (voxels) of ``mask`` at ``frac`` of its geodesic length from its
+    thickest point (steps of 26-connected growth inside the mask)."""
+    depth = ndimage.distance_transform_edt(mask)
+    reached = np.zeros_like(mask)
+    reached[np.unravel_index(np.argmax(depth), mask.shape)] = True
+    steps = np.full(mask.shape, -1)
+    k = 0
+    while True:
+        steps[reached & (steps < 0)] = k
+        grown = ndimage.binary_dilation(reached, np.ones((3, 3, 3), bool)) & mask
+        if grown.sum() == reached.sum():
+            break
+        reached, k = grown, k + 1
+    near = np.abs(steps - frac * k) <= 1
+    return float(depth[near].max())
+
+
+def test_horns_are_tapering_curved_tubes_added_over_free_tissue():
+    """horns=2 adds two ``horn`` objects, each one connected piece that runs many slices along its
+    longest axis, thick at one end and thin at the other; the other objects keep every voxel."""
+    grid = dict(shape=(80, 80, 80), spacing=(1.0, 1.0, 1.0))  # isotropic: voxel steps are mm
+    for seed in (0, 4, 7):
+        _, lab0 = make_phantom(seed=seed, **grid)
+        _, lab, objs = make_phantom(seed=seed, horns=2, return_info=True, **grid)
+        known = lab0 > 0
+        assert np.array_equal(lab[known], lab0[known])  # written over free tissue only
+        horns = [o for o in objs if o.kind == "horn"]
+        assert len(horns) == 2 and [o.kind for o in objs[: len(objs) - 2]] == [
+            o.kind for o in make_phantom(seed=seed, return_info=True, **grid)[2]
+        ]
+        for o in horns:
+            mask = lab == o.label
+            assert ndimage.label(mask)[1] == 1
+            idx = np.argwhere(mask)
+            ext = idx.max(0) - idx.min(0) + 1
+            axis = int(np.argmax(ext))
+            assert ext[axis] >= 15
+            # it tapers (a tube of constant radius, kind "tube", measures 1.0 here)
+            assert _thickness_along(mask, 0.75) < 0.75 * _thickness_along(mask, 0.1)
+            # the cross-section moves: its centre travels across the slices it spans
+            cents = np.array([idx[idx[:, axis] == k].mean(0) for k in np.unique(idx[:, axis])])
+            other = [a for a in range(3) if a != axis]
+            assert np.ptp(cents[:, other], axis=0).max() >= 4
+    with pytest.raises(ValueError, match="horns"):
+        make_phantom(seed=0, horns=-1)
+
+
 def test_fast_enough():
     make_phantom(seed=0)  # warm-up (imports, caches)
     t0 = time.perf_counter()

@@ -487,6 +487,36 @@ def test_faint_phantoms_in_the_pool(monkeypatch):
     assert TrainConfig(phantom_faint_range=[0.1, 0.3]).phantom_faint_range == (0.1, 0.3)  # JSON lists
 
 
+def test_horned_phantoms_in_the_pool(monkeypatch):
+    """phantom_horn_p hands make_phantom one or two horns; off, none, and the pool's random
+    stream is the one earlier runs drew (no extra draw)."""
+    import nni_widget.train._pools as pools
+    from nni_widget.data import make_phantom
+
+    seen = []
+
+    def spy(*args, **kw):
+        seen.append(kw["horns"])
+        return make_phantom(*args, **kw)
+
+    monkeypatch.setattr(pools, "make_phantom", spy)
+    cfg = TrainConfig(**TINY_TRAIN, phantom_horn_p=1.0)
+    rng = np.random.default_rng(0)
+    kinds = set()
+    for _ in range(6):
+        item = pools.phantom_item(cfg, rng, augment_params(cfg))
+        kinds |= {t.kind for t in item.targets}
+    assert set(seen) <= {1, 2} and len(seen) == 6 and "horn" in kinds
+    seen.clear()
+    cfg = TrainConfig(**TINY_TRAIN)
+    a, b = np.random.default_rng(3), np.random.default_rng(3)
+    pools.phantom_item(cfg, a, augment_params(cfg))
+    pools.phantom_item(TrainConfig(**TINY_TRAIN, phantom_horn_p=0.0), b, augment_params(cfg))
+    assert seen == [0, 0] and a.random() == b.random()
+    with pytest.raises(ValueError, match="phantom_horn_p"):
+        TrainConfig(phantom_horn_p=1.5)
+
+
 @pytest.mark.slow
 def test_real_colin27_split():
     try:

@@ -6,7 +6,10 @@ only on its own bounding box. A 64x96x96 phantom takes well under a second.
 
 Objects (their ``kind`` in :class:`PhantomObject`): ``organ`` (a large smooth blob) holding a
 ``lesion``; a curved ``tube``; a ``touching`` pair of ellipsoids that share a boundary; a hollow
-``shell`` around an unlabelled fluid core; smooth ``blob`` and ``ellipsoid`` objects.
+``shell`` around an unlabelled fluid core; smooth ``blob`` and ``ellipsoid`` objects. On request
+(``horns=``), ``horn`` objects: thick tubes bent along an arc whose radius tapers from head to tail,
+the shape of a caudate nucleus or a hippocampus, whose cross-section moves and shrinks from slice
+to slice.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
+from scipy.spatial import cKDTree
 
 __all__ = ["PhantomObject", "make_phantom"]
 
@@ -29,7 +33,8 @@ class PhantomObject:
 
     Attributes:
         label: its value in the instance map (1..N).
-        kind: ``organ``, ``lesion``, ``tube``, ``touching``, ``shell``, ``blob`` or ``ellipsoid``.
+        kind: ``organ``, ``lesion``, ``tube``, ``touching``, ``shell``, ``blob``, ``ellipsoid`` or
+            ``horn``.
         parent: label of the object that contains it (a lesion's organ), else 0.
     """
 
@@ -191,6 +196,49 @@ def _tube(b: _Builder) -> None:
     b.add(sl, dist <= radius, "tube", largest=True)
 
 
+def _horn(b: _Builder, tries: int = 6) -> None:
+    """A thick tube bent along an arc, its radius tapering from head to tail (caudate-like).
+
+    Of ``tries`` random placements, the first whose tube lies at least 85% on free tissue is kept
+    (else the freest); it is written over free tissue only, as one connected piece."""
+    s = np.linspace(0.0, 1.0, 300)
+    head = min(b.extent[1:]) * b.rng.uniform(0.06, 0.11)
+    tail = b.rng.uniform(1.2, 2.5) * float(b.spacing.min())
+    radius = tail + (head - tail) * (1.0 - s) ** b.rng.uniform(0.7, 1.5)
+    best = None
+    for _ in range(tries):
+        main = int(b.rng.integers(3))
+        d = b.rng.standard_normal(3)
+        d[main] += 3.0 * np.sign(d[main] or 1.0)
+        d /= np.linalg.norm(d)
+        p = np.cross(d, b.rng.standard_normal(3))
+        p /= np.linalg.norm(p) + 1e-8
+        length = b.extent[main] * b.rng.uniform(0.5, 0.85)
+        bend = b.rng.uniform(np.pi / 3, 1.1 * np.pi)
+        phi = bend * (s - 0.5)
+        arc = length / bend  # radius of curvature
+        pts = arc * np.sin(phi)[:, None] * d + arc * (1.0 - np.cos(phi))[:, None] * p
+        pts += b.rng.uniform(0.3, 0.7, 3) * b.extent - pts.mean(0)
+        lo = np.maximum(np.floor((pts.min(0) - head) / b.spacing).astype(int), 0)
+        hi = np.minimum(np.ceil((pts.max(0) + head) / b.spacing).astype(int) + 1, b.shape)
+        if (hi - lo < 2).any():
+            continue
+        sl = tuple(slice(int(a), int(z)) for a, z in zip(lo, hi))
+        grid = np.stack(np.meshgrid(*[(np.arange(a, z) + 0.5) * sp for a, z, sp in zip(lo, hi, b.spacing)],
+                                    indexing="ij"), axis=-1)  # fmt: skip
+        dist, nearest = cKDTree(pts).query(grid.reshape(-1, 3))
+        inside = (dist <= radius[nearest]).reshape(grid.shape[:3])
+        if not inside.any():
+            continue
+        free = float(np.mean(b.comp[sl][inside] == _BODY))
+        if best is None or free > best[0]:
+            best = (free, sl, inside)
+        if free >= 0.85:
+            break
+    if best is not None:
+        b.add(best[1], best[2], "horn", largest=True)
+
+
 def _touching_pair(b: _Builder) -> None:
     r1, r2 = (min(b.extent[1:]) * b.rng.uniform(0.07, 0.11) for _ in range(2))
     c = b.free_center(r1 + r2 + 2.0)
@@ -281,6 +329,7 @@ def make_phantom(
     modality: str | None = None,
     return_info: bool = False,
     contrast: float = 1.0,
+    horns: int = 0,
 ):
     """A random body phantom with labelled objects.
 
@@ -296,6 +345,8 @@ def make_phantom(
             deviations. Real structures can be far fainter: the deep grey nuclei of a T1 brain differ
             from the tissue around them by a fraction of a noise standard deviation; values of
             0.05-0.3 make such objects.
+        horns: how many ``horn`` objects to add (tubes bent along an arc that taper from a thick
+            head to a thin tail). 0 (default) leaves the phantom of every other argument unchanged.
 
     Returns:
         ``(image, labels)`` or ``(image, labels, objects)``: image float32 ``(Z, Y, X)``; labels int32
@@ -321,6 +372,10 @@ def make_phantom(
     _shell(b)
     for kind in rng.permutation(["blob", "blob", "ellipsoid", "ellipsoid"]):
         _simple(b, str(kind))
+    if int(horns) != horns or horns < 0:
+        raise ValueError(f"horns must be a whole number of horn objects >= 0, got {horns!r}")
+    for _ in range(int(horns)):
+        _horn(b)
     if not contrast > 0:
         raise ValueError(f"contrast must be a positive factor (1 = the default contrasts), got {contrast}")
     image = _intensities(b, modality, float(contrast))

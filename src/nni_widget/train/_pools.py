@@ -92,7 +92,12 @@ def phantom_item(cfg: TrainConfig, rng: np.random.Generator, params: AugmentPara
     if cfg.phantom_faint_p > 0 and rng.random() < cfg.phantom_faint_p:  # no draw when off: streams unchanged
         lo, hi = np.log(cfg.phantom_faint_range)
         contrast = float(np.exp(rng.uniform(lo, hi)))
-    image, labels, objects = make_phantom(shape, seed, spacing, return_info=True, contrast=contrast)
+    horns = 0
+    if cfg.phantom_horn_p > 0 and rng.random() < cfg.phantom_horn_p:  # no draw when off
+        horns = int(rng.integers(1, 3))
+    image, labels, objects = make_phantom(
+        shape, seed, spacing, return_info=True, contrast=contrast, horns=horns
+    )
     targets = []
     for o in objects:
         partners = tuple(c.label for c in objects if c.parent == o.label) or ((o.parent,) if o.parent else ())
