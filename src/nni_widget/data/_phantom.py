@@ -359,6 +359,8 @@ def make_phantom(
     spacing = tuple(float(s) for s in spacing)
     if len(spacing) != 3 or min(spacing) <= 0:
         raise ValueError(f"spacing must be 3 positive numbers (dz, dy, dx) in mm, got {spacing}")
+    if int(horns) != horns or horns < 0:
+        raise ValueError(f"horns must be a whole number of horn objects >= 0, got {horns!r}")
     rng = np.random.default_rng(seed)
     if modality is None:
         modality = "ct" if rng.random() < 0.5 else "mr"
@@ -372,8 +374,6 @@ def make_phantom(
     _shell(b)
     for kind in rng.permutation(["blob", "blob", "ellipsoid", "ellipsoid"]):
         _simple(b, str(kind))
-    if int(horns) != horns or horns < 0:
-        raise ValueError(f"horns must be a whole number of horn objects >= 0, got {horns!r}")
     for _ in range(int(horns)):
         _horn(b)
     if not contrast > 0:
