@@ -13,6 +13,10 @@ HELD_OUT_SEED + i, spacing, modality="mr")``) at isotropic 1 mm, at each contras
 (Colin27/AAL and MNI152, cropped with 20 voxels around them, as the evaluation does; fetched from
 their packages). The random walker given the same prompt is the reference measured in the same run.
 
+``--horns N`` adds N ``horn`` objects to each phantom (``make_phantom(horns=N)``: thick tubes bent
+along an arc that taper to a thin tail, the shape of a caudate nucleus) and profiles those objects
+alone in a row of their own: how far the model follows that shape where the image is clear.
+
 ``--axes 0,1,2`` prompts each object on its largest slice along every axis in turn (every volume here
 is isotropic, so an object seen along axis 1 or 2 is the volume turned), not only the axial one:
 three times the cases, for a profile whose snapshot-to-snapshot noise is smaller.
@@ -20,6 +24,7 @@ three times the cases, for a profile whose snapshot-to-snapshot noise is smaller
     python benchmarks/bench_through_plane.py                        # the bundled model, phantoms
     python benchmarks/bench_through_plane.py FOLDER --real          # another model, + real MRI
     python benchmarks/bench_through_plane.py A B --real --contrasts '' --axes 0,1,2 --no-reference
+    python benchmarks/bench_through_plane.py A B --horns 2 --axes 0,1,2 --no-reference
 """
 
 from __future__ import annotations
@@ -43,8 +48,11 @@ def main() -> None:
     ap.add_argument("--real", action="store_true", help="also the held-out MRI structures (needs the data cache)")
     ap.add_argument("--no-reference", action="store_true", help="skip the random walker")
     ap.add_argument("--axes", default="0", help="prompt axes: 0 (axial, the static protocol) or e.g. 0,1,2")
+    ap.add_argument("--horns", type=int, default=0, help="horn objects added to each phantom, profiled alone")
     args = ap.parse_args()
     axes = _parse_axes(args.axes, ap)
+    if args.horns < 0:
+        ap.error(f"--horns {args.horns}: expected a number of horn objects per phantom >= 0, e.g. 2")
     import torch
 
     from nni_widget.data import make_phantom
@@ -55,12 +63,15 @@ def main() -> None:
     torch.set_num_threads(1)
     sets: list[tuple[str, list[tuple[np.ndarray, np.ndarray]]]] = []
     for contrast in (float(c) for c in args.contrasts.split(",") if c):
-        cases = []
+        cases, horns = [], []
         for i in range(args.phantoms):
             image, labels, objects = make_phantom((64, 96, 96), HELD_OUT_SEED + i, (1.0, 1.0, 1.0), modality="mr",
-                                                  return_info=True, contrast=contrast)  # fmt: skip
-            cases += [(image, labels == o.label) for o in objects]
+                                                  return_info=True, contrast=contrast, horns=args.horns)  # fmt: skip
+            cases += [(image, labels == o.label) for o in objects if o.kind != "horn"]
+            horns += [(image, labels == o.label) for o in objects if o.kind == "horn"]
         sets.append((f"phantoms, contrast {contrast:g}", cases))
+        if horns:
+            sets.append((f"horn objects of those phantoms, contrast {contrast:g}", horns))
     if args.real:
         from nni_widget.data import HELD_OUT, load_real
 

@@ -53,6 +53,22 @@ def test_bench_through_plane_every_axis():
     assert float(every[2]) > 0.8  # each prompt's own slice
 
 
+@pytest.mark.slow
+def test_bench_through_plane_horns():
+    """--horns 2: the phantoms' other objects keep their row (the same count as without horns), and
+    the horn objects get a row of their own, two per phantom."""
+    (_, plain), (_, with_horns, horns) = (
+        _table("bench_through_plane.py", "--contrasts", "1", "--phantoms", "1", "--no-reference", "--horns", h)
+        for h in ("0", "2")
+    )
+    n = lambda row: int(row[0].rsplit("(", 1)[1].rstrip(")"))  # noqa: E731  "phantoms, ... (N)"
+    assert n(with_horns) == n(plain) and horns[0].startswith("horn objects") and n(horns) == 2
+    assert float(horns[2]) > 0.8  # each prompt's own slice
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "bench_through_plane.py"), "--horns", "-1"],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 2 and "--horns -1" in done.stderr
+
+
 def test_bench_through_plane_rejects_bad_axes():
     done = subprocess.run([sys.executable, str(BENCHMARKS / "bench_through_plane.py"), "--axes", "0,3"],
                           capture_output=True, text=True, timeout=120)  # fmt: skip
