@@ -517,6 +517,22 @@ def test_horned_phantoms_in_the_pool(monkeypatch):
         TrainConfig(phantom_horn_p=1.5)
 
 
+def test_horn_targets_drawn_on_request():
+    """horn_target_p=1: every draw from a phantom with horns targets a horn; 0: about one in ten."""
+    from nni_widget.train._pools import TrainPool
+
+    def horn_share(p):
+        cfg = TrainConfig(**{**TINY_TRAIN, "n_phantoms": 3}, phantom_horn_p=1.0, horn_target_p=p)
+        pool = TrainPool(cfg, np.random.default_rng(5))
+        kinds = [pool.draw()[3].kind for _ in range(60)]
+        return kinds.count("horn") / len(kinds)
+
+    assert horn_share(1.0) == 1.0
+    assert horn_share(0.0) < 0.4
+    with pytest.raises(ValueError, match="horn_target_p"):
+        TrainConfig(horn_target_p=-0.1)
+
+
 @pytest.mark.slow
 def test_real_colin27_split():
     try:

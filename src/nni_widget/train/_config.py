@@ -54,6 +54,9 @@ class TrainConfig:
         phantom_horn_p: probability that a phantom also holds one or two ``horn`` objects (thick
             tubes bent along an arc that taper to a thin tail, like a caudate nucleus or a
             hippocampus: ``make_phantom``'s ``horns``). Off by default (no draw: streams unchanged).
+        horn_target_p: probability that a draw from a phantom holding horns takes one of them as the
+            target (otherwise every object is equally likely, a horn about one time in ten). Off by
+            default (no draw: streams unchanged).
         refresh_every: replace one pool phantom every this many steps (0: never).
         prompt_kinds / prompt_probs: initial (and corrective) prompt types and their probabilities.
         followup_start / followup_end: probability of continuing a sample with another (corrective)
@@ -194,6 +197,7 @@ class TrainConfig:
     phantom_faint_p: float = 0.0
     phantom_faint_range: tuple[float, float] = (0.05, 0.5)
     phantom_horn_p: float = 0.0
+    horn_target_p: float = 0.0
     refresh_every: int = 8
     prompt_kinds: tuple[str, ...] = PROMPT_KINDS
     prompt_probs: tuple[float, ...] = (0.4, 0.25, 0.15, 0.2)
@@ -273,8 +277,9 @@ class TrainConfig:
                 f"phantom_faint_p {self.phantom_faint_p} must be in [0, 1] and phantom_faint_range "
                 f"{self.phantom_faint_range} two positive factors, low <= high (e.g. (0.05, 0.5))"
             )
-        if not 0 <= self.phantom_horn_p <= 1:
-            raise ValueError(f"phantom_horn_p {self.phantom_horn_p} must be a probability in [0, 1]")
+        for name in ("phantom_horn_p", "horn_target_p"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} {getattr(self, name)} must be a probability in [0, 1]")
         self.real_margin = tuple(int(v) for v in self.real_margin)  # type: ignore[assignment]
         self.users = tuple(str(u) for u in self.users)
         self.real_sources = tuple(str(r) for r in self.real_sources)
