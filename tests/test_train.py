@@ -425,6 +425,7 @@ def test_train_export_load_and_resume(tmp_path):
     assert bundle.patch_size == T and bundle.extra["steps"] == 2
     # the trainer class the official engine ships: it loads the folder without searching nnunetv2
     assert bundle.trainer_name == "nnInteractiveTrainer_stub"
+    assert bundle.test_time_mirroring  # trained with flips (flip_p > 0): the engine may mirror it
     with torch.no_grad():
         assert bundle.network(torch.zeros(1, 8, *T)).shape == (1, 2, *T)
     # resume with a longer schedule: the step count continues, the log is appended

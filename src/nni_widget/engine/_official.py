@@ -37,6 +37,8 @@ class nnInteractiveInferenceSession:  # noqa: N801 - the official class name, on
         enable_undo: keep undo history (here: many levels, not one).
         optimize: nni_widget only: the faster CPU path (traced network); see ``Session``.
         precision: nni_widget only: ``"float32"``, ``"float16"`` or ``"bfloat16"``; see ``Session``.
+        mirroring: nni_widget only: test-time mirroring (see ``Session``). Off by default, as in the
+            official engine, whatever the model folder asks; None follows the folder.
     """
 
     def __init__(
@@ -50,6 +52,7 @@ class nnInteractiveInferenceSession:  # noqa: N801 - the official class name, on
         enable_undo: bool = True,
         optimize: bool = True,
         precision: Optional[str] = None,
+        mirroring: Optional[bool] = False,
     ) -> None:
         if interactions_storage not in ("blosc2", "tensor", "auto"):
             raise ValueError(f"interactions_storage must be 'blosc2', 'tensor' or 'auto', got {interactions_storage!r}")
@@ -60,6 +63,7 @@ class nnInteractiveInferenceSession:  # noqa: N801 - the official class name, on
         self.supports_undo = enable_undo
         self.optimize = optimize
         self.precision = precision
+        self.mirroring = mirroring
         torch.set_num_threads(max(1, min(int(torch_n_threads), os.cpu_count() or 1)))
         self._session: Optional[Session] = None
         self.target_buffer: Union[np.ndarray, torch.Tensor, None] = None
@@ -80,7 +84,7 @@ class nnInteractiveInferenceSession:  # noqa: N801 - the official class name, on
             bundle.network = torch.compile(bundle.network)
         self._session = Session(bundle, device=self.device, autozoom=self.do_autozoom, optimize=self.optimize,
                                 precision=self.precision, max_undo=200 if self.supports_undo else 0,
-                                refine_margin="official")
+                                refine_margin="official", mirroring=self.mirroring)
         self.license = bundle.licence_id or "!!MISSING!!"
         self.interaction_decay = bundle.interaction_decay
         (logger.info if self.verbose else logger.debug)("model licence: %s", self.license)

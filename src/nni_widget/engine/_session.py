@@ -120,6 +120,11 @@ class Session:
             model's, which then needs about 13x fewer boxes on a large organ), ``"official"`` (24
             voxels at any patch size, as the official engine; the official-API class uses it) or a
             number of voxels.
+        mirroring: average the network over the input and its three half-turns (test-time
+            augmentation; four passes per prediction, see ``Runtime``). None (default) follows the
+            model folder: on for the bundled model (+0.02 to +0.03 Dice on the held-out suite, about
+            0.6 s instead of 0.15 s per no-zoom prompt on a 2-core CPU), off for the official
+            weights, whose engine never mirrors. Also a settable attribute.
 
     Threads: a session may be shared between threads (the widget's worker and the notebook, for
     example). Every method that reads or changes objects, masks, prompts or the undo history holds
@@ -145,8 +150,14 @@ class Session:
         precision: Optional[str] = None,
         max_undo: int = 200,
         refine_margin: Union[str, int] = "scaled",
+        mirroring: Optional[bool] = None,
     ) -> None:
-        self.runtime = Runtime(resolve_model(model, device), optimize=optimize, precision=precision)
+        if mirroring is not None and not isinstance(mirroring, bool):
+            raise TypeError(f"mirroring must be True, False or None (the model's choice), got {mirroring!r}")
+        bundle = resolve_model(model, device)
+        if mirroring is None:
+            mirroring = bundle.test_time_mirroring
+        self.runtime = Runtime(bundle, optimize=optimize, precision=precision, mirroring=mirroring)
         self.autozoom = autozoom
         self._lock = threading.RLock()
         self.refine_margin = refine_margin
@@ -172,6 +183,18 @@ class Session:
         margin = _margin_for(self.model.patch_size, rule)  # ValueError names the accepted values
         with self._lock:  # not while a prediction (which holds the lock) reads it
             self._margin_rule, self._margin = rule, margin
+
+    @property
+    def mirroring(self) -> bool:
+        """Whether predictions average the network over mirrored inputs (see the class docstring)."""
+        return self.runtime.mirroring
+
+    @mirroring.setter
+    def mirroring(self, on: bool) -> None:
+        if not isinstance(on, bool):
+            raise TypeError(f"mirroring must be True or False, got {on!r}")
+        with self._lock:  # not while a prediction (which holds the lock) runs the network
+            self.runtime.mirroring = on
 
     @property
     def refine_margins(self) -> list[int]:

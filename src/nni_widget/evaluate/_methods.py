@@ -221,15 +221,17 @@ class EngineMethod:
         model: checkpoint folder, loaded bundle, or None for the bundled default model.
         name: label in the results table.
         device: torch device; default the CPU (the quick suite's timings are CPU timings).
+        mirroring: test-time mirroring; None follows the model folder (see ``Session``).
     """
 
     prompt_kinds: frozenset[str] = frozenset({"point", "box", "lasso", "scribble"})
 
-    def __init__(self, model=None, name: str = "nni_widget engine", device: str = "cpu") -> None:
+    def __init__(self, model=None, name: str = "nni_widget engine", device: str = "cpu",
+                 mirroring: bool | None = None) -> None:
         from nni_widget.engine import Session
 
         self.name = name
-        self.session = Session(model, device=device)
+        self.session = Session(model, device=device, mirroring=mirroring)
 
     def start(self, image: np.ndarray, spacing: Sequence[float]) -> None:
         self.session.set_image(np.asarray(image, dtype=np.float32), spacing=tuple(float(s) for s in spacing))

@@ -100,6 +100,9 @@ class ModelBundle:
         inference_info: The parsed metadata (inference_info.json, or the legacy file when it is a
             dict; empty for a legacy bare string).
         extra: Extra metadata saved by :func:`save_model_folder` (empty for other checkpoints).
+        test_time_mirroring: Whether the engine should, by default, average the network over
+            mirrored inputs for this model (inference_info.json ``test_time_mirroring``; false when
+            absent, as for the official weights, whose engine never mirrors).
     """
 
     network: ResEncUNet
@@ -116,6 +119,7 @@ class ModelBundle:
     dataset: dict[str, Any] = field(default_factory=dict)
     inference_info: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    test_time_mirroring: bool = False
 
     @property
     def licence_id(self) -> str | None:
@@ -205,6 +209,7 @@ def load_model_folder(
         dataset=dataset,
         inference_info=meta["info"],
         extra=dict(extra) if isinstance(extra, Mapping) else {},
+        test_time_mirroring=meta["mirroring"],
     )
     logger.info(
         "loaded %s (%s, patch %s, decay %.3g) on %s",

@@ -45,6 +45,9 @@ DEFAULT_INTERACTION_DECAY = 0.98
 LEGACY_STRING_INTERACTION_DECAY = 0.9
 DEFAULT_POINT_RADIUS = 4
 DEFAULT_SCRIBBLE_THICKNESS = (2, 2, 2)
+# nni_widget's own inference_info.json key (the official tools ignore it): whether the engine
+# averages the network over mirrored inputs by default; absent means no (the official behaviour)
+MIRRORING_KEY = "test_time_mirroring"
 NUM_INPUT_CHANNELS = 8
 NUM_CLASSES = 2
 _STANDARD_CHANNEL_MAPPING: dict[str, Any] = {
@@ -97,6 +100,7 @@ def _read_interaction_metadata(folder: Path) -> dict[str, Any]:
                 "interaction_decay": LEGACY_STRING_INTERACTION_DECAY,
                 "point_radius": DEFAULT_POINT_RADIUS,
                 "scribble_thickness": DEFAULT_SCRIBBLE_THICKNESS,
+                "mirroring": False,
             }
         if not isinstance(content, dict):
             raise CheckpointError(f"{legacy_path}: expected a JSON object or string")
@@ -107,12 +111,16 @@ def _read_interaction_metadata(folder: Path) -> dict[str, Any]:
     thickness = content.get("preferred_scribble_thickness", DEFAULT_SCRIBBLE_THICKNESS)
     if not isinstance(thickness, list | tuple):
         thickness = (thickness,) * 3
+    mirroring = content.get(MIRRORING_KEY, False)
+    if not isinstance(mirroring, bool):
+        raise CheckpointError(f"{source}: {MIRRORING_KEY} must be true or false, got {mirroring!r}")
     _check_channel_layout(content, source)
     return {
         "info": content,
         "interaction_decay": decay,
         "point_radius": radius,
         "scribble_thickness": tuple(int(t) for t in thickness),
+        "mirroring": mirroring,
     }
 
 

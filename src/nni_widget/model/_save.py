@@ -29,6 +29,7 @@ from nni_widget.model._layout import (
     DEFAULT_SCRIBBLE_THICKNESS,
     INFO_FILE,
     LEGACY_INFO_FILE,
+    MIRRORING_KEY,
     NUM_CLASSES,
     NUM_INPUT_CHANNELS,
     PLANS_FILE,
@@ -76,6 +77,7 @@ def save_model_folder(
     licence: str | None = None,
     current_epoch: int = 0,
     dataset: Mapping[str, Any] | None = None,
+    test_time_mirroring: bool = False,
 ) -> Path:
     """Write a checkpoint folder that both :func:`load_model_folder` and the official tools load.
 
@@ -93,6 +95,9 @@ def save_model_folder(
         licence: Text for a LICENSE file (first line a short licence id); ``None`` writes none.
         current_epoch: Recorded epoch.
         dataset: dataset.json content; defaults to one image channel and background/foreground.
+        test_time_mirroring: Recorded in inference_info.json: the engine then averages the network
+            over mirrored inputs by default (only sound for a network trained with flips). The
+            official tools ignore the key.
 
     Returns:
         Path of the written ``checkpoint_final.pth``.
@@ -138,6 +143,8 @@ def save_model_folder(
         "point_radius": int(point_radius),
         "preferred_scribble_thickness": list(DEFAULT_SCRIBBLE_THICKNESS),
     }
+    if test_time_mirroring:
+        info[MIRRORING_KEY] = True
     _write_json(folder / INFO_FILE, info)
     # Older tools read only this file; its inference_class names the session they should use.
     _write_json(folder / LEGACY_INFO_FILE, {"inference_class": "nnInteractiveInferenceSessionV5", **info})

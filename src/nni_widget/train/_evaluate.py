@@ -72,7 +72,8 @@ class _EnginePredictor:
     def __init__(self, folder: str | os.PathLike[str]):
         from nni_widget.engine import Session
 
-        self.session = Session(model=folder, device="cpu")
+        # the raw network, as the rule compares networks (mirroring would also cost 4x the time)
+        self.session = Session(model=folder, device="cpu", mirroring=False)
         self._image_id: int | None = None
 
     def __call__(self, image: np.ndarray, prompt) -> np.ndarray:

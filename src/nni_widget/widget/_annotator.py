@@ -125,7 +125,8 @@ class Annotator(anywidget.AnyWidget):
         model: a checkpoint folder (official layout) or None for the bundled default model.
         session: an existing engine ``Session`` to drive (its image is replaced by ``volume``
             unless ``volume`` is None).
-        device, precision: passed to ``Session`` when the widget creates it.
+        device, precision, mirroring: passed to ``Session`` when the widget creates it
+            (``ann.session.mirroring = False`` switches test-time mirroring off later, for speed).
         autosave: a ``.nii.gz`` path; after every change the label map is written there, and the
             objects with their prompts beside it (``<name>.nni.npz``), by a background thread so
             the next prompt does not wait for the disk (``flush_autosave()`` waits for it;
@@ -182,6 +183,7 @@ class Annotator(anywidget.AnyWidget):
         session: Any = None,
         device: Any = None,
         precision: Optional[str] = None,
+        mirroring: Optional[bool] = None,
         autosave: Union[str, os.PathLike, None] = None,
         spacing: Optional[Sequence[float]] = None,
         **kwargs: Any,
@@ -190,7 +192,7 @@ class Annotator(anywidget.AnyWidget):
         if session is None:
             from ..engine import Session  # torch is imported only when a session is made here
 
-            session = Session(model, device=device, precision=precision)
+            session = Session(model, device=device, precision=precision, mirroring=mirroring)
         if volume is not None:
             vol = load_volume(volume, spacing=tuple(spacing) if spacing is not None else None)
             session.set_image(vol)
