@@ -11,7 +11,7 @@ Prompts timed:
 Usage::
 
     python benchmarks/bench_engine.py --ckpt CKPT_DIR [--ref-python /path/to/venv/bin/python]
-        [--shape 96x88x80] [--threads 2] [--repeats 5] [--device cpu]
+        [--shape 96x88x80] [--threads 2] [--repeats 5] [--device cpu] [--mirroring off|on|unzoomed]
 
 ``--ref-python`` names a Python that has ``nninteractive`` installed (for example a throwaway venv:
 ``pip install nninteractive==2.6.0 torch==2.13.0``); the reference runs in that interpreter.
@@ -43,7 +43,7 @@ _RUNNER = textwrap.dedent(
         if engine == "ours":
             from nni_widget.engine import nnInteractiveInferenceSession
             s = nnInteractiveInferenceSession(device=dev, torch_n_threads=cfg["threads"],
-                                              precision=cfg["precision"])
+                                              precision=cfg["precision"], mirroring=cfg["mirroring"])
         else:
             from nnInteractive.inference.inference_session import nnInteractiveInferenceSession
             s = nnInteractiveInferenceSession(device=dev, torch_n_threads=cfg["threads"])
@@ -98,6 +98,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--precision", default=None, help="nni_widget only: float32, bfloat16, float16")
+    ap.add_argument("--mirroring", choices=("off", "on", "unzoomed"), default="off",
+                    help="nni_widget only: test-time mirroring (four network passes for one; the reference "
+                         "never mirrors): off (default, as the official-API class), on, or unzoomed")
     ap.add_argument("--image-out", default="/tmp/nni_bench_image.npy")
     args = ap.parse_args()
     shape = tuple(int(s) for s in args.shape.lower().split("x"))
@@ -106,13 +109,13 @@ def main() -> None:
     img = (3 + 2 * (zz**2 + yy**2 + xx**2 < 0.4) + 0.3 * rng.normal(size=shape)).astype(np.float32)
     np.save(args.image_out, img)
     cfg = {"ckpt": args.ckpt, "image": args.image_out, "threads": args.threads, "device": args.device,
-           "precision": args.precision,
+           "precision": args.precision, "mirroring": {"off": False, "on": True, "unzoomed": "unzoomed"}[args.mirroring],
            "cases": _cases(shape, args.repeats)}
     t0 = time.perf_counter()
     ours = _run(sys.executable, "ours", cfg)
     ref = _run(args.ref_python, "reference", cfg) if args.ref_python else None
     print(f"image {shape}, checkpoint {args.ckpt}, device {args.device}, {args.threads} threads, "
-          f"nni_widget precision {args.precision or 'default'}, "
+          f"nni_widget precision {args.precision or 'default'}{'' if args.mirroring == 'off' else ', mirroring ' + args.mirroring}, "
           f"median of {args.repeats} prompts after 2 warm-up prompts ({time.perf_counter() - t0:.0f} s in all)")
     print(f"{'prompt':28s} {'nni_widget':>12s} {'nninteractive':>14s} {'speed-up':>9s}")
     for name in ours:

@@ -7,7 +7,8 @@ at 0.1 by a fraction of one, as the deep grey nuclei of a T1 brain (docs/default
 "Fourteenth session"). Each object gets one prompt of each kind of ``--kinds`` (the training
 tool's static protocol) from each model and from the random walker given the same prompt, the
 classical reference measured in the same run; the last column is the model's recall over the
-random walker's.
+random walker's. The engine runs without test-time mirroring (the raw network, as the install
+rule compares models) unless ``--mirroring`` is given.
 
     python benchmarks/bench_faint_recall.py                        # the bundled model
     python benchmarks/bench_faint_recall.py FOLDER [FOLDER ...]    # other model folders ("bundled" too)
@@ -36,6 +37,8 @@ def main() -> None:
     ap.add_argument("--kinds", default="box,lasso", help="prompt kinds")
     ap.add_argument("--phantoms", type=int, default=4, help="held-out phantoms per contrast")
     ap.add_argument("--no-reference", action="store_true", help="skip the random walker")
+    ap.add_argument("--mirroring", action="store_true",
+                    help="the engine with test-time mirroring (default: the raw network, as the install rule)")
     args = ap.parse_args()
     import torch
 
@@ -48,7 +51,7 @@ def main() -> None:
     torch.set_num_threads(1)
     kinds = args.kinds.split(",")
     spacing = (2.0, 1.0, 1.0)
-    methods = {m: _EnginePredictor(_folder(m)) for m in args.models}
+    methods = {m: _EnginePredictor(_folder(m), mirroring=args.mirroring) for m in args.models}
     if not args.no_reference:
         methods["random walker"] = _RandomWalker(RandomWalkerMethod(), spacing)
     print("contrast | kind | method | objects | Dice | precision | recall | recall / random walker | s per prompt")

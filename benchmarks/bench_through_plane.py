@@ -21,6 +21,9 @@ alone in a row of their own: how far the model follows that shape where the imag
 is isotropic, so an object seen along axis 1 or 2 is the volume turned), not only the axial one:
 three times the cases, for a profile whose snapshot-to-snapshot noise is smaller.
 
+The engine runs without test-time mirroring (the raw network, as the install rule compares
+models) unless ``--mirroring`` is given.
+
     python benchmarks/bench_through_plane.py                        # the bundled model, phantoms
     python benchmarks/bench_through_plane.py FOLDER --real          # another model, + real MRI
     python benchmarks/bench_through_plane.py A B --real --contrasts '' --axes 0,1,2 --no-reference
@@ -47,6 +50,8 @@ def main() -> None:
     ap.add_argument("--phantoms", type=int, default=4, help="held-out phantoms per contrast")
     ap.add_argument("--real", action="store_true", help="also the held-out MRI structures (needs the data cache)")
     ap.add_argument("--no-reference", action="store_true", help="skip the random walker")
+    ap.add_argument("--mirroring", action="store_true",
+                    help="the engine with test-time mirroring (default: the raw network, as the install rule)")
     ap.add_argument("--axes", default="0", help="prompt axes: 0 (axial, the static protocol) or e.g. 0,1,2")
     ap.add_argument("--horns", type=int, default=0, help="horn objects added to each phantom, profiled alone")
     args = ap.parse_args()
@@ -87,7 +92,7 @@ def main() -> None:
     sets = [(label + where, [(np.moveaxis(i, a, 0), np.moveaxis(g, a, 0)) for a in axes for i, g in cases])
             for label, cases in sets]  # fmt: skip
 
-    methods = {m: _EnginePredictor(_folder(m)) for m in args.models}
+    methods = {m: _EnginePredictor(_folder(m), mirroring=args.mirroring) for m in args.models}
     if not args.no_reference:
         methods["random walker"] = _RandomWalker(RandomWalkerMethod(), (1.0, 1.0, 1.0))
     head = " | ".join(f"d {lo}" if hi == lo else f"d {lo}+" if (lo, hi) == BINS[-1] else f"d {lo}-{hi}" for lo, hi in BINS)

@@ -296,6 +296,14 @@ function render({ model, el: root }) {
       model.save_changes();
     },
   });
+  const mirrorIn = el("input", {
+    type: "checkbox",
+    title: "Test-time mirroring: average the network over four mirrored passes (more accurate, 4x slower)",
+    onchange: () => {
+      model.set("mirroring", mirrorIn.checked);
+      model.save_changes();
+    },
+  });
   toolbar.append(
     polarity,
     undoBtn,
@@ -310,6 +318,8 @@ function render({ model, el: root }) {
     "opacity",
     opacityIn,
     el("label", { class: "nni-check" }, outlineIn, "outline"),
+    el("span", { class: "nni-sep" }),
+    el("label", { class: "nni-check", dataset: { role: "mirroring" } }, mirrorIn, "mirrored"),
   );
 
   const viewsBox = el("div", { class: "nni-views" });
@@ -553,6 +563,9 @@ function render({ model, el: root }) {
     outlineIn.checked = model.get("outline");
     host.redraw();
   });
+  listen("change:mirroring", () => {
+    mirrorIn.checked = model.get("mirroring");
+  });
   listen("change:active_object", () => {
     syncObjects();
     host.redraw();
@@ -579,6 +592,7 @@ function render({ model, el: root }) {
   syncWindowInputs();
   opacityIn.value = String(model.get("opacity"));
   outlineIn.checked = model.get("outline");
+  mirrorIn.checked = model.get("mirroring");
   const preset = Object.entries(meta.presets).find(
     ([, w]) => w[0] === model.get("window")[0] && w[1] === model.get("window")[1],
   );

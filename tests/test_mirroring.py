@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from nni_widget.engine import Session
-from nni_widget.engine._runtime import MIRRORS, Runtime
+from nni_widget.engine._runtime import MIRRORS, Runtime, mirrored_forward
 from nni_widget.model import CheckpointError, load_model_folder
 from nni_widget.prompts import Point
 
@@ -23,9 +23,8 @@ def _input(patch, seed=0):
 def test_mirrored_forward_is_the_mean_of_the_four_half_turns(tiny_model):
     bundle = load_model_folder(tiny_model)
     plain = Runtime(bundle, optimize=False)
-    mirrored = Runtime(bundle, optimize=False, mirroring=True)
     x = _input(bundle.patch_size)
-    out = mirrored.forward(x)
+    out = mirrored_forward(plain.forward, x)
     assert out.shape == (1, 2, *bundle.patch_size) and out.dtype == torch.float32
     # log-probabilities: they exponentiate to a distribution over the two classes
     assert torch.allclose(out.exp().sum(1), torch.ones(1), atol=1e-5)
@@ -42,12 +41,20 @@ def test_mirrored_answer_turns_with_the_input(tiny_model):
     """The four half-turns form a group, so turning the input turns the averaged answer exactly; the
     plain network has no such symmetry (this is what makes the check able to fail)."""
     bundle = load_model_folder(tiny_model)
+    rt = Runtime(bundle, optimize=False)
     x = _input(bundle.patch_size, seed=1)
-    for mirroring in (True, False):
-        rt = Runtime(bundle, optimize=False, mirroring=mirroring)
-        y = rt.forward(x)
-        same = [torch.allclose(rt.forward(x.flip(d)), y.flip(d), atol=1e-4) for d in MIRRORS[1:]]
-        assert all(same) if mirroring else not any(same)
+    for mirrored, forward in ((True, lambda v: mirrored_forward(rt.forward, v)), (False, rt.forward)):
+        y = forward(x)
+        same = [torch.allclose(forward(x.flip(d)), y.flip(d), atol=1e-4) for d in MIRRORS[1:]]
+        assert all(same) if mirrored else not any(same)
+
+
+def _counting(session):
+    """Record, per network pass, how many passes the prediction step has made so far."""
+    calls = []
+    forward = session.runtime.forward
+    session.runtime.forward = lambda x: calls.append(1) or forward(x)
+    return calls
 
 
 def test_the_model_folder_decides_by_default_and_the_caller_can_override(tiny_model, tmp_path, blob_image):
@@ -58,28 +65,44 @@ def test_the_model_folder_decides_by_default_and_the_caller_can_override(tiny_mo
     info = json.loads((folder / "inference_info.json").read_text())
     (folder / "inference_info.json").write_text(json.dumps({**info, "test_time_mirroring": True}))
     s = Session(folder, device="cpu", optimize=False, autozoom=False)
-    assert s.mirroring is True
+    # on the CPU only predictions without zoom-out are mirrored (a GPU would mirror every pass)
+    assert s.mirroring == "unzoomed" and s.default_mirroring == "unzoomed"
     assert Session(folder, device="cpu", optimize=False, mirroring=False).mirroring is False
 
-    # four network passes per prediction while on, one after switching it off
     s.set_image(blob_image)
-    calls = []
-    once = s.runtime._forward_once
-    s.runtime._forward_once = lambda x: calls.append(1) or once(x)
-    s.add(Point((20, 24, 22)))
-    assert len(calls) == 4
+    calls = _counting(s)
+    res = s.add(Point((20, 24, 22)))
+    assert len(calls) == 4 and res.mirrored  # no zoom: four passes
     s.mirroring = False
-    s.add(Point((20, 30, 22)))
-    assert len(calls) == 5
-    with pytest.raises(TypeError, match="True or False"):
+    res = s.add(Point((20, 30, 22)))
+    assert len(calls) == 5 and not res.mirrored
+    with pytest.raises(ValueError, match="True, False or 'unzoomed'"):
         s.mirroring = "yes"
+    with pytest.raises(ValueError, match="mirroring"):
+        s.mirroring = 1
     assert s.mirroring is False
-    with pytest.raises(TypeError, match="mirroring"):
-        Session(folder, device="cpu", mirroring=1)
+    with pytest.raises(ValueError, match="mirroring"):
+        Session(folder, device="cpu", mirroring="always")
 
     (folder / "inference_info.json").write_text(json.dumps({**info, "test_time_mirroring": "yes"}))
     with pytest.raises(CheckpointError, match="test_time_mirroring must be true or false"):
         load_model_folder(folder)
+
+
+def test_unzoomed_mode_runs_zooming_predictions_once_per_pass(tiny_model, blob_image):
+    """The random tiny model zooms out on a point (its prediction reaches the window border)."""
+    counts = {}
+    for mode in (False, "unzoomed", True):
+        s = Session(tiny_model, device="cpu", optimize=False, mirroring=mode)
+        s.set_image(blob_image)
+        calls = _counting(s)
+        res = s.add(Point((20, 24, 22)))
+        assert res.zoom_factors[-1] > 1 and res.refine_boxes
+        passes = len(res.zoom_factors) + len(res.refine_boxes)
+        counts[mode] = len(calls)
+        assert res.mirrored is (mode is True)
+        assert len(calls) == {False: passes, "unzoomed": passes + 3, True: 4 * passes}[mode]
+    assert counts[False] < counts["unzoomed"] < counts[True]
 
 
 def test_bundled_model_mirrors_and_the_official_api_does_not():
@@ -92,7 +115,7 @@ def test_bundled_model_mirrors_and_the_official_api_does_not():
     assert official.session.mirroring is False  # the official engine never mirrors
     follow = nnInteractiveInferenceSession(device="cpu", torch_n_threads=1, optimize=False, mirroring=None)
     follow.initialize_from_trained_model_folder(str(default_model_folder()))
-    assert follow.session.mirroring is True
+    assert follow.session.mirroring == "unzoomed"  # the model's choice, on the CPU
 
 
 def test_save_model_folder_records_the_choice(tiny_model, tmp_path):
@@ -113,8 +136,8 @@ def test_evaluation_cli_records_the_engine_mirroring(tmp_path):
 
     assert main(["--suite", "tiny", "--out", str(tmp_path), "--methods", "engine", "--prompts", "point",
                  "--corrections", "0", "--max-cases", "1", "--no-plots", "--no-progress",
-                 "--mirroring", "off"]) == 0
+                 "--mirroring", "unzoomed"]) == 0
     data = json.loads((tmp_path / "results.json").read_text())
-    assert data["meta"]["engine_mirroring"] is False
-    assert "Engine test-time mirroring: off." in (tmp_path / "results.md").read_text()
+    assert data["meta"]["engine_mirroring"] == "unzoomed"
+    assert "Engine test-time mirroring: on for predictions without zoom-out." in (tmp_path / "results.md").read_text()
     assert np.isfinite(data["runs"][0]["dice_first"])

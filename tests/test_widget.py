@@ -561,3 +561,33 @@ def test_a_failed_autosave_is_reported_and_the_next_one_repairs_it(volume, truth
     assert ann.flush_autosave(timeout=60) and "outside" in ann.error
     assert _read_pair(path, volume)[0]["objects"][0]["name"] == "liver 3"
     ann.close()
+
+
+def test_mirroring_switch_reaches_the_engine_in_stroke_order(volume, truth):
+    ann = Recorder(volume)
+    # the bundled model asks for mirroring; on the CPU it applies to predictions without zoom-out
+    assert ann.mirroring is True and ann.session.mirroring == "unzoomed"
+    seen, gate = [], threading.Event()
+    forward = ann.session.runtime.forward
+
+    def recording(x):
+        gate.wait(10)
+        seen.append(ann.session.mirroring)
+        return forward(x)
+
+    ann.session.runtime.forward = recording
+    z, y, x = _centre(truth, 1)
+    ann._on_msg(ann, _msg("point", [[y, x]], axis=0, index=z), [])
+    time.sleep(0.2)
+    ann.mirroring = False  # switched while the first prompt runs: it applies after that prompt
+    ann._on_msg(ann, _msg("point", [[y + 1, x]], axis=0, index=z), [])
+    gate.set()
+    ann.wait()
+    assert ann.session.mirroring is False and ann.error == ""
+    n_first = seen.index(False)
+    assert n_first >= 4 and set(seen[:n_first]) == {"unzoomed"} and not any(seen[n_first:])
+    assert "ms" in ann.status and "mirrored" not in ann.status and len(ann.prompts()) == 2
+    ann.mirroring = True
+    ann.wait()
+    assert ann.session.mirroring == "unzoomed" and ann.status.startswith("mirroring on")
+    ann.close()

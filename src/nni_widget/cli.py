@@ -77,9 +77,10 @@ def _parser() -> argparse.ArgumentParser:
     seg.add_argument("--negative-box", type=_box, action="append", default=[], help="negative 2D box")
     seg.add_argument("--device", default=None, help="cuda, mps or cpu (default: best available)")
     seg.add_argument("--no-autozoom", action="store_true", help="disable AutoZoom")
-    seg.add_argument("--mirroring", choices=("model", "on", "off"), default="model",
-                     help="test-time mirroring: as the model folder asks (default; on for the bundled model), "
-                          "on or off (4x faster)")
+    seg.add_argument("--mirroring", choices=("model", "on", "off", "unzoomed"), default="model",
+                     help="test-time mirroring: as the model folder asks on this device (default; the bundled "
+                          "model: on a GPU every pass, on a CPU predictions without zoom-out), on, off "
+                          "(up to 4x faster), or unzoomed")
     seg.add_argument("--refine-margin", type=_margin_rule, default="scaled",
                      help="core margin of the AutoZoom refinement boxes: scaled (default, patch/8), "
                           "official (24 voxels, as the official engine) or a number of voxels")
@@ -110,7 +111,7 @@ def _segment(args: argparse.Namespace) -> int:
         return 2
     session = Session(args.model, device=args.device, autozoom=not args.no_autozoom,
                       refine_margin=args.refine_margin,
-                      mirroring={"model": None, "on": True, "off": False}[args.mirroring])
+                      mirroring={"model": None, "on": True, "off": False, "unzoomed": "unzoomed"}[args.mirroring])
     if session.licence:
         logger.info("model licence: %s", session.model.licence_id)
     session.set_image(volume)

@@ -301,6 +301,32 @@ def test_overlay_opacity_and_outline(notebook):
     assert not _gray(px(r, c))
 
 
+def test_mirroring_switch_in_the_toolbar(notebook, truth):
+    nb = notebook
+    root = nb.page.locator(nb.root_sel())
+    box = root.locator("[data-role='mirroring'] input")
+    status = "() => document.querySelector('.nni-status').textContent"
+    assert box.is_checked()  # the bundled model asks for test-time mirroring
+    box.uncheck()
+    # the kernel's worker applies the switch and says so
+    nb.page.wait_for_function(f"() => ({status})().startsWith('mirroring off')", timeout=30_000)
+    n = nb.n_prompts()
+    index, (r, c), _ = _object_on_slice(truth, 2, 0)
+    nb.set_slice(0, index)
+    nb.choose("point", positive=True)
+    nb.stroke(0, [(r, c)])
+    nb.wait_kernel(lambda s: sum(len(o["prompts"]) for o in s["objects"]) == n + 1, what="the prompt")
+    nb.page.wait_for_function(f"() => / ms/.test(({status})())", timeout=30_000)
+    assert "mirrored" not in root.locator(".nni-status").inner_text()
+    box.check()
+    # on this CPU kernel: mirrored where a prompt needs no zoom-out
+    nb.page.wait_for_function(f"() => ({status})().startsWith('mirroring on for prompts that need no zoom-out')",
+                              timeout=30_000)
+    nb.stroke(0, [(r + 1, c)])
+    nb.wait_kernel(lambda s: sum(len(o["prompts"]) for o in s["objects"]) == n + 2, what="the second prompt")
+    _assert_views_match_kernel(nb)
+
+
 def test_objects_new_rename_select_delete(notebook):
     nb = notebook
     page = nb.page

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +32,7 @@ from ._geometry import (
     window,
 )
 from ._resample import area_downsample_half
+from ._runtime import mirrored_forward
 from ._stamps import N_INTERACTION_CHANNELS, PREV_SEG, THIN_CHANNELS, Stamp, channel_touched, paint
 
 logger = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ class PredictContext:
     patch_size: Sequence[int]
     autozoom: bool = True
     refine_margin: Optional[Sequence[int]] = None
+    mirroring: Union[bool, str] = False
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -75,6 +77,7 @@ class PredictStats:
     zoom_factors: list[float]
     refine_boxes: list[Bounds]
     written: Optional[Bounds] = None
+    mirrored: bool = False  # whether the passes that made the answer were mirrored
     writes: list = field(default_factory=list)  # (in-volume bounds, uint8 tensor), in order
 
     def apply(self, mask: torch.Tensor) -> None:
@@ -110,9 +113,15 @@ def _normalise_(inter: torch.Tensor, intensity: float) -> None:
         inter[PREV_SEG + 1:] /= intensity
 
 
-def _foreground(ctx: PredictContext, x: torch.Tensor) -> torch.Tensor:
+def _mirrors(ctx: PredictContext, zoom: float) -> bool:
+    """Whether a pass of a prediction standing at ``zoom`` is mirrored (refinement: zoom > 1)."""
+    return ctx.mirroring is True or (ctx.mirroring == "unzoomed" and zoom == 1)
+
+
+def _foreground(ctx: PredictContext, x: torch.Tensor, mirrored: bool = False) -> torch.Tensor:
     """Network prediction (argmax of two logits) as uint8, for a (8, *P) input."""
-    logits = ctx.forward(x[None].contiguous())[0]
+    x = x[None].contiguous()
+    logits = (mirrored_forward(ctx.forward, x) if mirrored else ctx.forward(x))[0]
     return (logits[1] > logits[0]).to(torch.uint8)
 
 
@@ -176,17 +185,18 @@ def predict(
     zoom = min(MAX_ZOOM, zoom)
     stats = PredictStats(zoom_factors=[zoom], refine_boxes=[])
     x, scaled, frame, prev = build_input(ctx, center, zoom)
-    pred = _foreground(ctx, x)
+    pred = _foreground(ctx, x, _mirrors(ctx, zoom))
     del x
     changed = border_changed(pred, prev)
     while changed and ctx.autozoom and zoom < MAX_ZOOM:
         zoom = min(MAX_ZOOM, zoom * ZOOM_GROWTH)
         stats.zoom_factors.append(zoom)
         x, scaled, frame, prev = build_input(ctx, center, zoom)
-        pred = _foreground(ctx, x)
+        pred = _foreground(ctx, x, _mirrors(ctx, zoom))
         del x
         changed = border_changed(pred, prev)
     del prev
+    stats.mirrored = _mirrors(ctx, zoom)
 
     if zoom == 1:
         inside = clip(frame, ctx.shape)
@@ -258,7 +268,8 @@ def refine(ctx: PredictContext, boxes: list[Bounds], coarse: torch.Tensor, frame
     for box in boxes:
         sl = as_slices(to_local(box, hull))
         x = torch.cat((img[sl][None], inter[(slice(None), *sl)]))
-        inter[(PREV_SEG, *sl)] = _foreground(ctx, x).to(inter.dtype)
+        # refinement belongs to a zoomed-out prediction: mirrored only when every pass is
+        inter[(PREV_SEG, *sl)] = _foreground(ctx, x, _mirrors(ctx, MAX_ZOOM)).to(inter.dtype)
     writes = []
     for box in boxes:
         inside = clip(box, ctx.shape)

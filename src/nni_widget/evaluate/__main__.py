@@ -79,8 +79,9 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0, help="tie-breaking seed of the robot user")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--mirroring", choices=("model", "on", "off"), default="model",
-                   help="the engine's test-time mirroring: as the model folder asks (default), on or off")
+    p.add_argument("--mirroring", choices=("model", "on", "off", "unzoomed"), default="model",
+                   help="the engine's test-time mirroring: as the model folder asks on this device "
+                        "(default), on (every pass), off, or unzoomed (predictions without zoom-out)")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     import torch
@@ -88,7 +89,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(a.threads)
     t0 = time.perf_counter()
     cases = load_suite(a.suite)[: a.max_cases]
-    mirroring = {"model": None, "on": True, "off": False}[a.mirroring]
+    mirroring = {"model": None, "on": True, "off": False, "unzoomed": "unzoomed"}[a.mirroring]
     methods, skipped = make_methods([m for m in a.methods.split(",") if m], a.model, a.official_weights,
                                     mirroring=mirroring)
     for name, why in skipped.items():

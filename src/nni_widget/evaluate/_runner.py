@@ -236,7 +236,9 @@ def write_results(
           f"{n + 1} interactions, NSD at 2 mm after the last interaction, NoI = interactions to reach "
           f"the Dice (a run that never does counts as {n + 1}; runs that reached it / all in brackets).\n\n")
     if "engine_mirroring" in meta:
-        md += f"Engine test-time mirroring: {'on' if meta['engine_mirroring'] else 'off'}.\n\n"
+        mode = meta["engine_mirroring"]
+        md += ("Engine test-time mirroring: "
+               + {True: "on.", False: "off."}.get(mode, "on for predictions without zoom-out.") + "\n\n")
     skipped = meta.get("skipped_methods") or {}
     if skipped:
         md += "Skipped peers: " + "; ".join(f"{k} ({v})" for k, v in skipped.items()) + "\n\n"

@@ -67,13 +67,16 @@ class _OwnPredictor:
 
 
 class _EnginePredictor:
-    """The real engine: a fresh object per prompt."""
+    """The real engine: a fresh object per prompt.
 
-    def __init__(self, folder: str | os.PathLike[str]):
+    Without test-time mirroring by default: the install rule compares networks (and mirroring
+    would cost four times the time); benchmarks may ask for it.
+    """
+
+    def __init__(self, folder: str | os.PathLike[str], mirroring: bool = False):
         from nni_widget.engine import Session
 
-        # the raw network, as the rule compares networks (mirroring would also cost 4x the time)
-        self.session = Session(model=folder, device="cpu", mirroring=False)
+        self.session = Session(model=folder, device="cpu", mirroring=mirroring)
         self._image_id: int | None = None
 
     def __call__(self, image: np.ndarray, prompt) -> np.ndarray:

@@ -126,7 +126,8 @@ class Annotator(anywidget.AnyWidget):
         session: an existing engine ``Session`` to drive (its image is replaced by ``volume``
             unless ``volume`` is None).
         device, precision, mirroring: passed to ``Session`` when the widget creates it
-            (``ann.session.mirroring = False`` switches test-time mirroring off later, for speed).
+            (``ann.mirroring = False`` or the toolbar's "mirrored" box switches test-time mirroring
+            off later, and on again: see ``Session``).
         autosave: a ``.nii.gz`` path; after every change the label map is written there, and the
             objects with their prompts beside it (``<name>.nni.npz``), by a background thread so
             the next prompt does not wait for the disk (``flush_autosave()`` waits for it;
@@ -137,7 +138,8 @@ class Annotator(anywidget.AnyWidget):
     Everything the browser does is also a method here (``add_point``, ``add_box``, ``add_lasso``,
     ``add_scribble``, ``new_object``, ``select_object``, ``rename_object``, ``delete_object``,
     ``next_object``, ``reset_object``, ``undo``, ``redo``) and the view is driven by traits
-    (``position``, ``layout``, ``window``, ``opacity``, ``outline``, ``tool``, ``positive``).
+    (``position``, ``layout``, ``window``, ``opacity``, ``outline``, ``tool``, ``positive``,
+    ``mirroring``).
 
     Example:
         >>> ann = Annotator("ct.nii.gz")        # doctest: +SKIP
@@ -174,6 +176,9 @@ class Annotator(anywidget.AnyWidget):
     # the ``label_version`` the autosave files on disk describe (-1: nothing written by this widget)
     saved_version = t.Int(-1).tag(sync=True)
     scribble_width = t.Float(2.0).tag(sync=True)
+    # whether the engine uses test-time mirroring (four network passes where it applies); starts as
+    # the session's setting
+    mirroring = t.Bool(False).tag(sync=True)
 
     def __init__(
         self,
@@ -233,6 +238,10 @@ class Annotator(anywidget.AnyWidget):
                 "palette": PALETTE,
             }
             self.window = presets[first]
+            # what switching mirroring on means: the session's mode if it started on, else the
+            # device's default for a model that asks for it
+            self._mirror_mode = session.mirroring or ("unzoomed" if session.device.type == "cpu" else True)
+            self.mirroring = bool(session.mirroring)
             self.position = [n // 2 for n in self.volume.shape]
             if self._autosave is not None and autosave_exists(self._autosave):
                 self._resume()
@@ -268,6 +277,21 @@ class Annotator(anywidget.AnyWidget):
     @t.validate("opacity")
     def _check_opacity(self, proposal):
         return float(min(max(proposal["value"], 0.0), 1.0))
+
+    @t.observe("mirroring")
+    def _mirroring_changed(self, change):
+        if getattr(self, "_worker", None) is not None:  # in __init__ it only mirrors the session
+            # in the worker's queue: strokes drawn before the switch run as they were drawn
+            self._submit(self._set_mirroring, bool(change["new"]))
+
+    def _set_mirroring(self, on: bool) -> None:
+        self.session.mirroring = self._mirror_mode if on else False
+        if not on:
+            self.status = "mirroring off: faster, a little less accurate"
+        elif self._mirror_mode == "unzoomed":
+            self.status = "mirroring on for prompts that need no zoom-out (4 network passes instead of 1)"
+        else:
+            self.status = "mirroring on: 4 network passes instead of 1"
 
     # ------------------------------------------------------------------ results
     @property
@@ -449,6 +473,7 @@ class Annotator(anywidget.AnyWidget):
             kind = getattr(prompt, "kind", "prompt")
             zoom = max(res.zoom_factors, default=1.0)
             self.status = (f"{kind}: {res.seconds * 1000:.0f} ms"
+                           + (", mirrored" if res.mirrored else "")
                            + (f", zoom {zoom:.2g}" if zoom > 1 else "")
                            + (f", {len(res.refine_boxes)} refinement boxes" if len(res.refine_boxes) > 1 else ""))
             self._after_change("prompt", res.changed, res.seconds, seq)
