@@ -52,7 +52,7 @@ class nnInteractiveInferenceSession:  # noqa: N801 - the official class name, on
         enable_undo: bool = True,
         optimize: bool = True,
         precision: Optional[str] = None,
-        mirroring: Optional[bool] = False,
+        mirroring: Union[bool, str, None] = False,
     ) -> None:
         if interactions_storage not in ("blosc2", "tensor", "auto"):
             raise ValueError(f"interactions_storage must be 'blosc2', 'tensor' or 'auto', got {interactions_storage!r}")

@@ -160,7 +160,7 @@ class Session:
         precision: Optional[str] = None,
         max_undo: int = 200,
         refine_margin: Union[str, int] = "scaled",
-        mirroring: Optional[bool] = None,
+        mirroring: Union[bool, str, None] = None,
     ) -> None:
         if mirroring is not None:
             _check_mirroring(mirroring)

@@ -227,7 +227,7 @@ class EngineMethod:
     prompt_kinds: frozenset[str] = frozenset({"point", "box", "lasso", "scribble"})
 
     def __init__(self, model=None, name: str = "nni_widget engine", device: str = "cpu",
-                 mirroring: bool | None = None) -> None:
+                 mirroring: bool | str | None = None) -> None:
         from nni_widget.engine import Session
 
         self.name = name

@@ -188,7 +188,7 @@ class Annotator(anywidget.AnyWidget):
         session: Any = None,
         device: Any = None,
         precision: Optional[str] = None,
-        mirroring: Optional[bool] = None,
+        mirroring: Union[bool, str, None] = None,
         autosave: Union[str, os.PathLike, None] = None,
         spacing: Optional[Sequence[float]] = None,
         **kwargs: Any,
