@@ -204,12 +204,15 @@ class Session:
             self._mirroring = mode
 
     @property
-    def default_mirroring(self) -> Union[bool, str]:
-        """What ``mirroring=None`` chose for this model and device: False when the folder does not
-        ask for it, else True on a GPU and ``"unzoomed"`` on the CPU."""
-        if not self.model.test_time_mirroring:
-            return False
+    def device_mirroring(self) -> Union[bool, str]:
+        """The mirroring mode that suits this device: True on a GPU, ``"unzoomed"`` on the CPU."""
         return "unzoomed" if self.device.type == "cpu" else True
+
+    @property
+    def default_mirroring(self) -> Union[bool, str]:
+        """What ``mirroring=None`` chose: :attr:`device_mirroring` when the model folder asks for
+        mirroring, else False."""
+        return self.device_mirroring if self.model.test_time_mirroring else False
 
     @property
     def refine_margins(self) -> list[int]:

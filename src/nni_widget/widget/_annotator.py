@@ -240,7 +240,7 @@ class Annotator(anywidget.AnyWidget):
             self.window = presets[first]
             # what switching mirroring on means: the session's mode if it started on, else the
             # device's default for a model that asks for it
-            self._mirror_mode = session.mirroring or ("unzoomed" if session.device.type == "cpu" else True)
+            self._mirror_mode = session.mirroring or session.device_mirroring
             self.mirroring = bool(session.mirroring)
             self.position = [n // 2 for n in self.volume.shape]
             if self._autosave is not None and autosave_exists(self._autosave):
