@@ -144,6 +144,29 @@ def test_horns_are_tapering_curved_tubes_added_over_free_tissue():
         make_phantom(seed=0, horns=-1)
 
 
+def test_twins_are_two_halves_of_one_lens_nearly_as_bright():
+    """twins=2 adds two pairs of ``twin`` objects over free tissue: the halves touch (one lens cut
+    in two), the second names the first, and their brightness differs by a small fraction of
+    their contrast to the body, far less than the contrast itself, also when made faint."""
+    grid = dict(shape=(80, 80, 80), spacing=(1.0, 1.0, 1.0))
+    for seed, contrast in ((0, 1.0), (5, 1.0), (9, 0.2)):
+        _, lab0 = make_phantom(seed=seed, contrast=contrast, **grid)
+        img, lab, objs = make_phantom(seed=seed, twins=2, contrast=contrast, return_info=True, **grid)
+        known = lab0 > 0
+        assert np.array_equal(lab[known], lab0[known])
+        seconds = [o for o in objs if o.kind == "twin" and o.twin]
+        assert len(seconds) >= 1 and len([o for o in objs if o.kind == "twin"]) == 2 * len(seconds)
+        body = np.median(img[(lab == 0) & (img > np.percentile(img, 30))])
+        for o in seconds:
+            a, b = lab == o.twin, lab == o.label
+            assert ndimage.label(a)[1] == 1 and ndimage.label(b)[1] == 1
+            assert (ndimage.binary_dilation(a) & b).any()  # they touch
+            ma, mb = float(np.median(img[a])), float(np.median(img[b]))
+            assert abs(ma - mb) < 0.6 * max(abs(ma - body), abs(mb - body))
+    with pytest.raises(ValueError, match="twins"):
+        make_phantom(seed=0, twins=1.5)
+
+
 def test_fast_enough():
     make_phantom(seed=0)  # warm-up (imports, caches)
     t0 = time.perf_counter()

@@ -517,6 +517,36 @@ def test_horned_phantoms_in_the_pool(monkeypatch):
         TrainConfig(phantom_horn_p=1.5)
 
 
+def test_twin_phantoms_in_the_pool(monkeypatch):
+    """phantom_twin_p hands make_phantom one or two twin pairs, each half a target of its own that
+    is never merged with its twin (the point is to tell them apart); off, no extra random draw."""
+    import nni_widget.train._pools as pools
+    from nni_widget.data import make_phantom
+
+    seen = []
+
+    def spy(*args, **kw):
+        seen.append(kw["twins"])
+        return make_phantom(*args, **kw)
+
+    monkeypatch.setattr(pools, "make_phantom", spy)
+    cfg = TrainConfig(**TINY_TRAIN, phantom_twin_p=1.0)
+    rng = np.random.default_rng(0)
+    twins = []
+    for _ in range(4):
+        item = pools.phantom_item(cfg, rng, augment_params(cfg))
+        twins += [t for t in item.targets if t.kind == "twin"]
+    assert set(seen) <= {1, 2} and len(seen) == 4 and len(twins) >= 4
+    assert all(not t.partners for t in twins)
+    seen.clear()
+    a, b = np.random.default_rng(3), np.random.default_rng(3)
+    pools.phantom_item(TrainConfig(**TINY_TRAIN), a, augment_params(cfg))
+    pools.phantom_item(TrainConfig(**TINY_TRAIN, phantom_twin_p=0.0), b, augment_params(cfg))
+    assert seen == [0, 0] and a.random() == b.random()
+    with pytest.raises(ValueError, match="phantom_twin_p"):
+        TrainConfig(phantom_twin_p=2.0)
+
+
 def test_horn_targets_drawn_on_request():
     """horn_target_p=1: every draw from a phantom with horns targets a horn; 0: about one in ten."""
     from nni_widget.train._pools import TrainPool

@@ -9,7 +9,9 @@ Objects (their ``kind`` in :class:`PhantomObject`): ``organ`` (a large smooth bl
 ``shell`` around an unlabelled fluid core; smooth ``blob`` and ``ellipsoid`` objects. On request
 (``horns=``), ``horn`` objects: thick tubes bent along an arc whose radius tapers from head to tail,
 the shape of a caudate nucleus or a hippocampus, whose cross-section moves and shrinks from slice
-to slice.
+to slice. On request (``twins=``), ``twin`` pairs: an elongated lens cut in two by a curved
+surface whose halves differ in brightness by a small fraction of their contrast to the body (a
+putamen beside its pallidum): a tight 2D box around one half also covers part of the other.
 """
 
 from __future__ import annotations
@@ -33,14 +35,17 @@ class PhantomObject:
 
     Attributes:
         label: its value in the instance map (1..N).
-        kind: ``organ``, ``lesion``, ``tube``, ``touching``, ``shell``, ``blob``, ``ellipsoid`` or
-            ``horn``.
+        kind: ``organ``, ``lesion``, ``tube``, ``touching``, ``shell``, ``blob``, ``ellipsoid``,
+            ``horn`` or ``twin``.
         parent: label of the object that contains it (a lesion's organ), else 0.
+        twin: for the second half of a ``twin`` pair, the label of the first (whose brightness it
+            nearly shares), else 0.
     """
 
     label: int
     kind: str
     parent: int = 0
+    twin: int = 0
 
 
 class _Builder:
@@ -112,7 +117,7 @@ class _Builder:
                 return c
         return None
 
-    def add(self, sl, inside, kind: str, parent: int = 0, overwrite=(_BODY,), largest=False) -> int:
+    def add(self, sl, inside, kind: str, parent: int = 0, overwrite=(_BODY,), largest=False, twin: int = 0) -> int:
         """Write ``inside`` (a mask on crop ``sl``) as a new object over the given compartments."""
         region = self.comp[sl]
         write = inside & np.isin(region, overwrite)
@@ -124,7 +129,7 @@ class _Builder:
             return 0
         label = len(self.objects) + 1
         region[write] = _FIRST_OBJECT + label - 1
-        self.objects.append(PhantomObject(label, kind, parent))
+        self.objects.append(PhantomObject(label, kind, parent, twin))
         return label
 
 
@@ -239,6 +244,38 @@ def _horn(b: _Builder, tries: int = 6) -> None:
         b.add(best[1], best[2], "horn", largest=True)
 
 
+def _twin_pair(b: _Builder) -> None:
+    """An elongated lens (random orientation) cut in two by a gently curved surface, one object per half.
+
+    The cut passes within 0.35 of the lens's middle radius from its centre, so either half may be the
+    larger; each half is written over free tissue only, as one connected piece. Their brightness is
+    tied in :func:`_intensities` (the second's ``twin`` names the first)."""
+    r = min(b.extent[1:]) * b.rng.uniform(0.08, 0.12)
+    radii = r * np.sort(b.rng.uniform([0.55, 0.9, 1.3], [0.85, 1.2, 1.9]))
+    c = None
+    for shrink in (1.0, 0.8, 0.6):
+        c = b.free_center(float(radii.max() * shrink) + 1.0)
+        if c is not None:
+            radii = radii * shrink
+            break
+    if c is None:
+        return
+    rot = b.rotation()
+    sl, coords = b.crop(c, float(radii.max()) * 1.1)
+    lens = b.ellipsoid_field(coords, radii, rot, wobble=0.08) <= 1.0
+    # the cut: a plane across the lens (normal mostly along its middle or shortest axis) bent by a
+    # quadratic term, at an offset from the centre
+    normal = rot @ np.array([b.rng.uniform(0.4, 1.0), b.rng.uniform(0.4, 1.0), b.rng.uniform(-0.3, 0.3)])
+    normal /= np.linalg.norm(normal)
+    along = sum(g * n for g, n in zip(coords, normal))
+    across2 = sum(g**2 for g in coords) - along**2
+    bend = b.rng.uniform(-1.0, 1.0) / float(radii.max())
+    side = along + 0.5 * bend * across2 > b.rng.uniform(-0.35, 0.35) * float(radii[1])
+    first = b.add(sl, lens & side, "twin", largest=True)
+    if first:
+        b.add(sl, lens & ~side, "twin", largest=True, twin=first)
+
+
 def _touching_pair(b: _Builder) -> None:
     r1, r2 = (min(b.extent[1:]) * b.rng.uniform(0.07, 0.11) for _ in range(2))
     c = b.free_center(r1 + r2 + 2.0)
@@ -294,6 +331,13 @@ def _intensities(b: _Builder, modality: str, contrast: float = 1.0) -> np.ndarra
     base[_FLUID] = body + (rng.uniform(-40, -20) if ct else rng.uniform(200, 350))
     for obj in b.objects:
         ref = base[_FIRST_OBJECT + obj.parent - 1] if obj.parent else body
+        if obj.twin:  # a small step from its twin's brightness, before the contrast factor
+            first = (base[_FIRST_OBJECT + obj.twin - 1] - ref) / contrast + ref
+            step = rng.uniform(0.08, 0.3) * max(abs(first - ref), min_contrast) * rng.choice([-1.0, 1.0])
+            if not ct and first + step <= 40:
+                step = abs(step)
+            base[_FIRST_OBJECT + obj.label - 1] = ref + contrast * (first + step - ref)
+            continue
         for _ in range(20):
             v = ref + rng.uniform(-span, span) * (0.5 if obj.parent else 1.0)
             if abs(v - ref) >= min_contrast and (ct or v > 40):
@@ -330,6 +374,7 @@ def make_phantom(
     return_info: bool = False,
     contrast: float = 1.0,
     horns: int = 0,
+    twins: int = 0,
 ):
     """A random body phantom with labelled objects.
 
@@ -347,6 +392,9 @@ def make_phantom(
             0.05-0.3 make such objects.
         horns: how many ``horn`` objects to add (tubes bent along an arc that taper from a thick
             head to a thin tail). 0 (default) leaves the phantom of every other argument unchanged.
+        twins: how many ``twin`` pairs to add after the horns (an elongated lens cut in two by a
+            curved surface, halves of nearly the same brightness). 0 (default) leaves the phantom of
+            every other argument unchanged.
 
     Returns:
         ``(image, labels)`` or ``(image, labels, objects)``: image float32 ``(Z, Y, X)``; labels int32
@@ -361,6 +409,8 @@ def make_phantom(
         raise ValueError(f"spacing must be 3 positive numbers (dz, dy, dx) in mm, got {spacing}")
     if int(horns) != horns or horns < 0:
         raise ValueError(f"horns must be a whole number of horn objects >= 0, got {horns!r}")
+    if int(twins) != twins or twins < 0:
+        raise ValueError(f"twins must be a whole number of twin pairs >= 0, got {twins!r}")
     rng = np.random.default_rng(seed)
     if modality is None:
         modality = "ct" if rng.random() < 0.5 else "mr"
@@ -376,6 +426,8 @@ def make_phantom(
         _simple(b, str(kind))
     for _ in range(int(horns)):
         _horn(b)
+    for _ in range(int(twins)):
+        _twin_pair(b)
     if not contrast > 0:
         raise ValueError(f"contrast must be a positive factor (1 = the default contrasts), got {contrast}")
     image = _intensities(b, modality, float(contrast))
@@ -389,5 +441,5 @@ def make_phantom(
         kept = [o for o, p in zip(objects, present) if p]
         remap[[o.label for o in kept]] = np.arange(1, len(kept) + 1)
         labels = remap[labels]
-        objects = [PhantomObject(int(remap[o.label]), o.kind, int(remap[o.parent])) for o in kept]
+        objects = [PhantomObject(int(remap[o.label]), o.kind, int(remap[o.parent]), int(remap[o.twin])) for o in kept]
     return (image, labels, list(objects)) if return_info else (image, labels)

@@ -54,6 +54,10 @@ class TrainConfig:
         phantom_horn_p: probability that a phantom also holds one or two ``horn`` objects (thick
             tubes bent along an arc that taper to a thin tail, like a caudate nucleus or a
             hippocampus: ``make_phantom``'s ``horns``). Off by default (no draw: streams unchanged).
+        phantom_twin_p: probability that a phantom also holds one or two ``twin`` pairs (an elongated
+            lens cut in two halves of nearly the same brightness, like a putamen beside its
+            pallidum: ``make_phantom``'s ``twins``); each half is a target of its own, so a box
+            around one must not be filled with the other. Off by default (no draw: streams unchanged).
         horn_target_p: probability that a draw from a phantom holding horns takes one of them as the
             target (otherwise every object is equally likely, a horn about one time in ten). Off by
             default (no draw: streams unchanged).
@@ -198,6 +202,7 @@ class TrainConfig:
     phantom_faint_range: tuple[float, float] = (0.05, 0.5)
     phantom_horn_p: float = 0.0
     horn_target_p: float = 0.0
+    phantom_twin_p: float = 0.0
     refresh_every: int = 8
     prompt_kinds: tuple[str, ...] = PROMPT_KINDS
     prompt_probs: tuple[float, ...] = (0.4, 0.25, 0.15, 0.2)
@@ -277,7 +282,7 @@ class TrainConfig:
                 f"phantom_faint_p {self.phantom_faint_p} must be in [0, 1] and phantom_faint_range "
                 f"{self.phantom_faint_range} two positive factors, low <= high (e.g. (0.05, 0.5))"
             )
-        for name in ("phantom_horn_p", "horn_target_p"):
+        for name in ("phantom_horn_p", "horn_target_p", "phantom_twin_p"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} {getattr(self, name)} must be a probability in [0, 1]")
         self.real_margin = tuple(int(v) for v in self.real_margin)  # type: ignore[assignment]

@@ -95,8 +95,11 @@ def phantom_item(cfg: TrainConfig, rng: np.random.Generator, params: AugmentPara
     horns = 0
     if cfg.phantom_horn_p > 0 and rng.random() < cfg.phantom_horn_p:  # no draw when off
         horns = int(rng.integers(1, 3))
+    twins = 0
+    if cfg.phantom_twin_p > 0 and rng.random() < cfg.phantom_twin_p:  # no draw when off
+        twins = int(rng.integers(1, 3))
     image, labels, objects = make_phantom(
-        shape, seed, spacing, return_info=True, contrast=contrast, horns=horns
+        shape, seed, spacing, return_info=True, contrast=contrast, horns=horns, twins=twins
     )
     targets = []
     for o in objects:
