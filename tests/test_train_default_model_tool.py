@@ -167,6 +167,24 @@ def test_paired_differences_give_the_margin_and_its_noise(tool):
     assert tool.paired_differences(empty, empty) is None
 
 
+def test_the_rule_compares_networks_without_mirroring(tool, monkeypatch):
+    """The +5-click figures run the engine unmirrored even for a folder that asks for mirroring
+    (session 27's folders do): every figure of the rule measures the network alone."""
+    import nni_widget.evaluate as ev
+
+    made = []
+
+    class Spy:
+        def __init__(self, model, **kw):
+            made.append((model, kw))
+
+    monkeypatch.setattr(ev, "EngineMethod", Spy)
+    monkeypatch.setattr(ev, "load_suite", lambda name: [])
+    monkeypatch.setattr(ev, "run_suite", lambda cases, methods, kinds, progress: [])
+    assert tool.evaluate_interactive(Path("some/model"))["n_runs"] == 0
+    assert made == [("some/model", {"mirroring": False})]
+
+
 def test_tool_rejects_an_unknown_setting(tmp_path, tool):
     with pytest.raises(SystemExit, match="not_a_field"):
         tool.main(["--run", str(tmp_path / "run"), "--dest", str(tmp_path / "d"), "--set", "not_a_field=1"])

@@ -178,11 +178,14 @@ def _mean(d: dict) -> float:
 
 def evaluate_interactive(folder: Path) -> dict:
     """The issue's protocol on the held-out suite (every held-out real structure, 15 cases): a 2D box
-    or a lasso, then 5 corrective clicks of the evaluation robot; the Dice after the last click."""
+    or a lasso, then 5 corrective clicks of the evaluation robot; the Dice after the last click.
+
+    Without test-time mirroring, whatever the folder asks for: the rule compares networks, as the
+    first-prompt figures do (``_EnginePredictor``)."""
     from nni_widget.evaluate import EngineMethod, load_suite, run_suite
 
     cases = load_suite(INTERACTIVE_SUITE)  # empty when offline
-    rows = run_suite(cases, [EngineMethod(str(folder))], ("box", "lasso"), progress=False)
+    rows = run_suite(cases, [EngineMethod(str(folder), mirroring=False)], ("box", "lasso"), progress=False)
     dice = {f"{r['case']} {r['prompt']}": round(float(r["dice_last"]), 4) for r in rows}
     return {"suite": INTERACTIVE_SUITE, "dice_plus5": dice, "n_runs": len(rows), "mean": _mean(dice) if dice else None}
 
