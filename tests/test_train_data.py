@@ -460,19 +460,31 @@ def test_crops_and_draws_use_every_pseudo_label_level():
     assert layers == {1, 2}
 
 
-def test_faint_phantoms_in_the_pool(monkeypatch):
+@pytest.fixture
+def phantom_calls(monkeypatch):
+    """``watch(key)``: a list that collects the ``key`` argument of every make_phantom call the
+    training pool makes from then on."""
+    import nni_widget.train._pools as pools
+    from nni_widget.data import make_phantom
+
+    def watch(key):
+        seen = []
+
+        def spy(*args, **kw):
+            seen.append(kw[key])
+            return make_phantom(*args, **kw)
+
+        monkeypatch.setattr(pools, "make_phantom", spy)
+        return seen
+
+    return watch
+
+
+def test_faint_phantoms_in_the_pool(phantom_calls):
     """phantom_faint_p hands make_phantom a contrast factor from the range; off, always 1."""
     import nni_widget.train._pools as pools
 
-    seen = []
-
-    def spy(*args, **kw):
-        seen.append(kw["contrast"])
-        return make_phantom(*args, **kw)
-
-    from nni_widget.data import make_phantom
-
-    monkeypatch.setattr(pools, "make_phantom", spy)
+    seen = phantom_calls("contrast")
     cfg = TrainConfig(**TINY_TRAIN, phantom_faint_p=1.0, phantom_faint_range=(0.05, 0.2))
     rng = np.random.default_rng(0)
     for _ in range(4):
@@ -487,19 +499,12 @@ def test_faint_phantoms_in_the_pool(monkeypatch):
     assert TrainConfig(phantom_faint_range=[0.1, 0.3]).phantom_faint_range == (0.1, 0.3)  # JSON lists
 
 
-def test_horned_phantoms_in_the_pool(monkeypatch):
+def test_horned_phantoms_in_the_pool(phantom_calls):
     """phantom_horn_p hands make_phantom one or two horns; off, none, and the pool's random
     stream is the one earlier runs drew (no extra draw)."""
     import nni_widget.train._pools as pools
-    from nni_widget.data import make_phantom
 
-    seen = []
-
-    def spy(*args, **kw):
-        seen.append(kw["horns"])
-        return make_phantom(*args, **kw)
-
-    monkeypatch.setattr(pools, "make_phantom", spy)
+    seen = phantom_calls("horns")
     cfg = TrainConfig(**TINY_TRAIN, phantom_horn_p=1.0)
     rng = np.random.default_rng(0)
     kinds = set()
@@ -517,19 +522,12 @@ def test_horned_phantoms_in_the_pool(monkeypatch):
         TrainConfig(phantom_horn_p=1.5)
 
 
-def test_twin_phantoms_in_the_pool(monkeypatch):
+def test_twin_phantoms_in_the_pool(phantom_calls):
     """phantom_twin_p hands make_phantom one or two twin pairs, each half a target of its own that
     is never merged with its twin (the point is to tell them apart); off, no extra random draw."""
     import nni_widget.train._pools as pools
-    from nni_widget.data import make_phantom
 
-    seen = []
-
-    def spy(*args, **kw):
-        seen.append(kw["twins"])
-        return make_phantom(*args, **kw)
-
-    monkeypatch.setattr(pools, "make_phantom", spy)
+    seen = phantom_calls("twins")
     cfg = TrainConfig(**TINY_TRAIN, phantom_twin_p=1.0)
     rng = np.random.default_rng(0)
     twins = []
