@@ -258,6 +258,78 @@ def test_grow_from_refuses_anything_but_extra_blocks(source, target, match):
         assert torch.equal(value, before[key]), key
 
 
+def _net(features, blocks=(1, 2, 2)):
+    return build_network_from_plans(make_plans(list(features), list(blocks), [16, 16, 16]), "3d_fullres")
+
+
+def test_widen_from_copies_channels_and_computes_the_same_function():
+    small = _trained_like(_net([4, 8, 8]))
+    big = _net([6, 12, 12])
+    widened = big.widen_from(small, seed=3)
+    # stem and stage 0 share identity skips, so do stages 1 and 2 (8 -> 8 channels, pooled skip)
+    assert widened == {"stem": (4, 6), "s0": (4, 6), "s1": (8, 12), "s2": (8, 12)}
+    x = torch.randn(2, 8, 16, 16, 16, generator=torch.Generator().manual_seed(1))
+    small.deep_supervision = big.deep_supervision = True
+    with torch.no_grad():
+        for a, b in zip(small.eval()(x), big.eval()(x), strict=True):
+            torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4 * float(a.abs().max()))
+    src, dst = small.state_dict(), big.state_dict()
+    # the first channels of every writer are the source's own filters, the new ones copies of them
+    key = "encoder.stages.1.blocks.0.conv1.conv.bias"
+    torch.testing.assert_close(dst[key][:8], src[key], rtol=0, atol=0)
+    assert all(any(torch.equal(v, u) for u in src[key]) for v in dst[key][8:])
+    # a reader's shares of one source channel sum to the source's weight; the copies differ (noise)
+    w_src, w_dst = src["encoder.stages.2.blocks.0.conv1.conv.weight"], dst["encoder.stages.2.blocks.0.conv1.conv.weight"]
+    copies = [8 + j for j in range(4) if torch.equal(dst[key][8 + j], dst[key][0])]
+    for j in copies:
+        assert not torch.allclose(w_dst[:8, 0], w_dst[:8, j])
+    total = w_dst[:8, 0] + sum(w_dst[:8, j] for j in copies)
+    torch.testing.assert_close(total, w_src[:, 0], rtol=1e-5, atol=1e-5)
+    # the same seed widens the same way
+    again = _net([6, 12, 12])
+    again.widen_from(small, seed=3)
+    for k, v in again.state_dict().items():
+        assert torch.equal(v, dst[k]), k
+
+
+def test_widened_copies_learn_apart():
+    """Without the zero-sum noise a copied channel gets its source's gradient and never becomes
+    anything else; with it, one optimiser step already sets them apart."""
+    small = _trained_like(_net([4, 8, 8]))
+    x = torch.randn(1, 8, 16, 16, 16, generator=torch.Generator().manual_seed(2))
+    spread = {}
+    for noise in (0.0, 0.5):
+        big = _net([4, 12, 12])
+        big.widen_from(small, seed=0, noise=noise)
+        key = "encoder.stages.1.blocks.0.conv1.conv.weight"
+        src = {int(i) for i in range(8) if torch.equal(big.state_dict()[key][8], big.state_dict()[key][i])}
+        twin = min(src)
+        big.deep_supervision = False
+        big.train()(x).square().mean().backward()
+        grad = big.get_parameter(key).grad
+        spread[noise] = float((grad[8] - grad[twin]).abs().max())
+    assert spread[0.0] == 0.0
+    assert spread[0.5] > 0.0
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "match"),
+    [
+        (([4, 8, 8], (1, 2, 2)), ([4, 8, 8], (1, 2, 3)), "differs in its layers"),
+        (([4, 8, 8], (1, 2, 2)), ([4, 6, 6], (1, 2, 2)), "narrower than the source in \\['s1', 's2'\\]"),
+        # 8 -> 12 at stage 2 would need a skip projection the source does not have
+        (([4, 8, 8], (1, 2, 2)), ([4, 8, 12], (1, 2, 2)), "differs in its layers"),
+    ],
+)
+def test_widen_from_refuses_anything_but_more_channels(source, target, match):
+    src, dst = _net(*source), _net(*target)
+    before = {k: v.clone() for k, v in dst.state_dict().items()}
+    with pytest.raises(NetworkConfigError, match=match):
+        dst.widen_from(src)
+    for key, value in dst.state_dict().items():  # a refused widening leaves the network as it was
+        assert torch.equal(value, before[key]), key
+
+
 @pytest.mark.parametrize(
     ("edit", "match"),
     [

@@ -577,9 +577,25 @@ def test_init_from_a_shallower_model_grows_its_encoder(tmp_path, caplog):
         if v.is_floating_point():
             torch.testing.assert_close(grown[k], v, msg=k)
     assert not grown["encoder.stages.1.blocks.2.conv2.norm.weight"].any()
-    wider = TrainConfig(**{**TINY, "features": (4, 16)}, steps=1, init_checkpoint=str(first))
-    with pytest.raises(ValueError, match="does not fit this run's network.*change only blocks"):
-        train(wider, tmp_path / "c", progress=False)
+    both = TrainConfig(**{**TINY, "features": (4, 16), "blocks": (1, 2)}, steps=1, init_checkpoint=str(first))
+    with pytest.raises(ValueError, match="does not fit this run's network.*not both at once"):
+        train(both, tmp_path / "c", progress=False)
+
+
+def test_init_from_a_narrower_model_widens_it_to_the_same_function(tmp_path, caplog):
+    first = train(TrainConfig(**TINY, steps=2), tmp_path / "a", progress=False)
+    source = load_model_folder(first).network
+    cfg = TrainConfig(**{**TINY, "features": (6, 12)}, steps=1, lr=0.0, warmup_steps=1, init_checkpoint=str(first))
+    with caplog.at_level(logging.INFO, logger="nni_widget.train"):
+        second = train(cfg, tmp_path / "b", progress=False)
+    assert "widened (channels before -> after): stem 4 -> 6, s0 4 -> 6, s1 8 -> 12" in caplog.text
+    bundle = load_model_folder(second)
+    arch = bundle.plans["configurations"]["3d_fullres"]["architecture"]["arch_kwargs"]
+    assert list(arch["features_per_stage"]) == [6, 12]
+    x = torch.randn(1, 8, 16, 16, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():  # lr 0: the exported wider network is the source's function
+        a, b = source.eval()(x), bundle.network.eval()(x)
+    torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4 * float(a.abs().max()))
 
 
 def _rewrite_extra(folder, drop=(), **changes):

@@ -29,6 +29,7 @@ from torch import nn
 
 from nni_widget.model._blocks import (
     Conv3d,
+    ConvNormAct,
     ConvStack,
     NetworkConfigError,
     ResidualBlock,
@@ -342,6 +343,173 @@ class ResEncUNet(nn.Module):
                 nn.init.zeros_(block.conv2.norm.bias)
         self.load_state_dict({**own, **state}, strict=True)
         return new
+
+    def _channel_plan(self) -> list[tuple[str, str, str, bool]]:
+        """Every weighted unit with the channel spaces it maps between.
+
+        Returns:
+            ``(module name, output space, input space, transposed)`` per conv (the norm of a
+            conv/norm unit shares its conv's output space). Spaces are ``"in"`` (the network
+            input), ``"stem"``, ``"s<k>"`` (encoder stage ``k``'s output and every decoder conv at
+            that resolution), ``"cat<k>"`` (the decoder's concatenation of two ``s<k>``) and
+            ``"cls"`` (the logits).
+        """
+        plan = [
+            (f"encoder.stem.convs.{i}", "stem", "in" if i == 0 else "stem", False)
+            for i in range(len(self.encoder.stem.convs))
+        ]
+        for s, stage in enumerate(self.encoder.stages):
+            for b, block in enumerate(stage.blocks):
+                src = ("stem" if s == 0 else f"s{s - 1}") if b == 0 else f"s{s}"
+                name = f"encoder.stages.{s}.blocks.{b}"
+                plan += [(f"{name}.conv1", f"s{s}", src, False), (f"{name}.conv2", f"s{s}", f"s{s}", False)]
+                if block.skip is not None and isinstance(block.skip[-1], ConvNormAct):
+                    plan.append((f"{name}.skip.{len(block.skip) - 1}", f"s{s}", src, False))
+        n = len(self.encoder.stages)
+        for d, stage in enumerate(self.decoder.stages):
+            k = n - 2 - d
+            plan.append((f"decoder.transpconvs.{d}", f"s{k}", f"s{k + 1}", True))
+            plan += [
+                (f"decoder.stages.{d}.convs.{i}", f"s{k}", f"cat{k}" if i == 0 else f"s{k}", False)
+                for i in range(len(stage.convs))
+            ]
+            plan.append((f"decoder.seg_layers.{d}", "cls", f"s{k}", False))
+        return plan
+
+    def _tied_spaces(self) -> dict[str, str]:
+        """Channel spaces that must be widened alike: the two sides of every identity skip."""
+        parent: dict[str, str] = {}
+
+        def root(space: str) -> str:
+            while parent.get(space, space) != space:
+                space = parent[space]
+            return space
+
+        for s, stage in enumerate(self.encoder.stages):
+            for b, block in enumerate(stage.blocks):
+                has_projection = block.skip is not None and isinstance(block.skip[-1], ConvNormAct)
+                if not has_projection:
+                    src = ("stem" if s == 0 else f"s{s - 1}") if b == 0 else f"s{s}"
+                    parent[root(f"s{s}")] = root(src)
+        spaces = {sp for _, out, inp, _ in self._channel_plan() for sp in (out, inp)}
+        return {sp: root(sp) for sp in spaces}
+
+    @torch.no_grad()
+    def widen_from(self, source: ResEncUNet, seed: int = 0, noise: float = 0.5) -> dict[str, tuple[int, int]]:
+        """Load a narrower network of the same shape into this wider one, computing the same function.
+
+        Net2Net widening (Chen et al. 2016): every channel this network has beyond the source's, in
+        each stage, is a copy of a randomly chosen source channel (its conv filter, bias and norm
+        parameters repeated); every unit that reads a channel space divides the weights of a copied
+        channel among its copies. Copies are identical at every layer (instance norm normalises each
+        the same), so the output equals the source's up to float rounding. So that the copies can
+        learn apart, the readers' shares are perturbed by noise that sums to zero over the copies of
+        one channel (``noise`` times the share's standard deviation): the function is unchanged,
+        the copies' gradients are not.
+
+        Args:
+            source: A network with the same stages, kernels, strides, blocks, decoder and skip
+                projections, and no more channels than this one in any stage.
+            seed: Seeds the choice of copied channels and the noise (the same seed widens the
+                same source identically).
+            noise: Scale of the zero-sum perturbation (0: exact copies, which never learn apart).
+
+        Returns:
+            ``{space: (source channels, channels here)}`` for every widened space: ``"stem"`` and
+            ``"s<k>"`` (encoder stage ``k`` and the decoder at its resolution), in that order.
+
+        Raises:
+            NetworkConfigError: the two networks differ in anything but the stages' channels, or
+                this one is narrower somewhere.
+        """
+        own, theirs = self.state_dict(), source.state_dict()
+        if set(own) != set(theirs) or self.in_channels != source.in_channels:
+            missing = sorted(set(theirs) ^ set(own))[:3]
+            raise NetworkConfigError(
+                "only the channels of the stages can be widened; the source differs in its layers "
+                f"({', '.join(missing) or 'input channels'}). Keep its blocks, kernels, strides and decoder."
+            )
+        plan = self._channel_plan()
+        tied = self._tied_spaces()
+        width_new: dict[str, int] = {"in": self.in_channels, "cls": self.num_classes}
+        width_old: dict[str, int] = {"in": source.in_channels, "cls": source.num_classes}
+        for name, out_space, _, transposed in plan:
+            w_new, w_old = self.get_submodule(name), source.get_submodule(name)
+            conv_new = w_new if isinstance(w_new, nn.ConvTranspose3d | nn.Conv3d) else w_new.conv
+            conv_old = w_old if isinstance(w_old, nn.ConvTranspose3d | nn.Conv3d) else w_old.conv
+            if conv_new.weight.shape[2:] != conv_old.weight.shape[2:] or conv_new.stride != conv_old.stride:
+                raise NetworkConfigError(f"{name}: kernel or stride differs from the source's; only channels may")
+            dim = 1 if transposed else 0
+            width_new[out_space] = conv_new.weight.shape[dim]
+            width_old[out_space] = conv_old.weight.shape[dim]
+        narrower = [sp for sp in width_new if width_new[sp] < width_old[sp]]
+        if narrower or width_new["cls"] != width_old["cls"]:
+            raise NetworkConfigError(
+                f"this network is narrower than the source in {narrower or ['cls']} "
+                f"({ {sp: (width_old[sp], width_new[sp]) for sp in narrower} }); it can only widen"
+            )
+        for sp, rt in tied.items():
+            if sp.startswith("cat"):
+                continue
+            if (width_new[sp], width_old[sp]) != (width_new[rt], width_old[rt]):
+                raise NetworkConfigError(f"{sp} and {rt} share an identity skip but would get different widths")
+        gen = torch.Generator().manual_seed(seed)
+        maps: dict[str, torch.Tensor] = {}
+        for sp in sorted({rt for sp, rt in tied.items() if not sp.startswith("cat")}):
+            old, new = width_old[sp], width_new[sp]
+            extra = torch.randint(0, old, (new - old,), generator=gen) if new > old else torch.zeros(0, dtype=torch.long)
+            maps[sp] = torch.cat([torch.arange(old), extra])
+
+        def mapping(space: str) -> tuple[torch.Tensor, torch.Tensor]:
+            """(source channel of every channel here, copies of that source channel)."""
+            if space in ("in", "cls"):
+                idx = torch.arange(width_new[space])
+            elif space.startswith("cat"):
+                half = maps[tied[f"s{space[3:]}"]]
+                idx = torch.cat([half, half + width_old[f"s{space[3:]}"]])
+            else:
+                idx = maps[tied[space]]
+            return idx, torch.bincount(idx, minlength=int(idx.max()) + 1)[idx]
+
+        def spread(weight: torch.Tensor, idx_in: torch.Tensor, counts: torch.Tensor, in_dim: int) -> torch.Tensor:
+            """Divide each copied input channel's share; zero-sum noise over its copies."""
+            shape = [1] * weight.ndim
+            shape[in_dim] = -1
+            out = weight / counts.to(weight.dtype).view(shape)
+            if noise <= 0 or bool((counts == 1).all()):
+                return out
+            scale = noise * float(out.std()) if out.numel() > 1 else 0.0
+            jitter = torch.randn(out.shape, generator=gen, dtype=out.dtype) * scale
+            # zero sum over the copies of each source channel (a lone channel gets none)
+            moved = jitter.movedim(in_dim, 0)
+            groups = torch.zeros((int(idx_in.max()) + 1, *moved.shape[1:]), dtype=out.dtype)
+            groups.index_add_(0, idx_in, moved)
+            moved = moved - groups[idx_in] / counts.to(out.dtype).view(-1, *[1] * (moved.ndim - 1))
+            moved[counts == 1] = 0
+            return out + moved.movedim(0, in_dim)
+
+        updates: dict[str, torch.Tensor] = {}
+        for name, out_space, in_space, transposed in plan:
+            idx_out, _ = mapping(out_space)
+            idx_in, counts = mapping(in_space)
+            out_dim, in_dim = (1, 0) if transposed else (0, 1)
+            is_unit = not isinstance(self.get_submodule(name), nn.ConvTranspose3d | nn.Conv3d)
+            conv = f"{name}.conv" if is_unit else name
+            w = theirs[f"{conv}.weight"].index_select(out_dim, idx_out).index_select(in_dim, idx_in)
+            updates[f"{conv}.weight"] = spread(w, idx_in, counts, in_dim)
+            if f"{conv}.bias" in theirs:
+                updates[f"{conv}.bias"] = theirs[f"{conv}.bias"][idx_out]
+            if is_unit and f"{name}.norm.weight" in theirs:
+                updates[f"{name}.norm.weight"] = theirs[f"{name}.norm.weight"][idx_out]
+                updates[f"{name}.norm.bias"] = theirs[f"{name}.norm.bias"][idx_out]
+        uncovered = sorted({k for k, _ in self.named_parameters()} - set(updates))
+        if uncovered:  # a layer the plan does not know: refuse rather than leave it random
+            raise NetworkConfigError(f"cannot widen {len(uncovered)} tensors ({', '.join(uncovered[:3])})")
+        # checked: from here on nothing fails half-way
+        for key, value in updates.items():
+            self.get_parameter(key).copy_(value)
+        order = ["stem"] + [f"s{k}" for k in range(len(self.encoder.stages))]
+        return {sp: (width_old[sp], width_new[sp]) for sp in order if width_new[sp] != width_old[sp]}
 
     @torch.no_grad()
     def init_weights(self, neg_slope: float = 1e-2) -> None:

@@ -330,15 +330,26 @@ def _without_instances(volume):
 def _init_weights_from(net: ResEncUNet, folder: str) -> None:
     from nni_widget.model import load_model_folder
 
-    bundle = load_model_folder(folder)
+    source = load_model_folder(folder).network
+    own = net.state_dict()
+    wider = any(k in own and own[k].shape != v.shape for k, v in source.state_dict().items())
     try:
-        new = net.grow_from(bundle.network.state_dict())
+        # more channels per stage: Net2Net widening (same function); else extra blocks, if any
+        widened = net.widen_from(source) if wider else {}
+        new = [] if wider else net.grow_from(source.state_dict())
     except NetworkConfigError as exc:
         raise ValueError(
             f"init_checkpoint {folder} does not fit this run's network: {exc} "
-            "(its plans.json names the features and blocks it was trained with)"
+            "(its plans.json names the features and blocks it was trained with; a run may add blocks "
+            "or channels to it, not both at once)"
         ) from exc
-    if new:
+    if widened:
+        logger.info(
+            "initialised the weights from %s, widened (channels before -> after): %s",
+            folder,
+            ", ".join(f"{sp} {a} -> {b}" for sp, (a, b) in widened.items()),
+        )
+    elif new:
         logger.info("initialised the weights from %s, %d residual blocks added: %s", folder, len(new), ", ".join(new))
     else:
         logger.info("initialised the weights from %s", folder)
