@@ -90,8 +90,9 @@ def test_the_model_folder_decides_by_default_and_the_caller_can_override(tiny_mo
 
 
 def test_unzoomed_mode_runs_zooming_predictions_once_per_pass(tiny_model, blob_image):
-    """The random tiny model zooms out on a point (its prediction reaches the window border)."""
-    counts = {}
+    """The random tiny model zooms out on a point (its prediction reaches the window border). The
+    "unzoomed" mode decides that on the plain first pass, so it spends no mirrored pass on it."""
+    counts, masks = {}, {}
     for mode in (False, "unzoomed", True):
         s = Session(tiny_model, device="cpu", optimize=False, mirroring=mode)
         s.set_image(blob_image)
@@ -99,10 +100,38 @@ def test_unzoomed_mode_runs_zooming_predictions_once_per_pass(tiny_model, blob_i
         res = s.add(Point((20, 24, 22)))
         assert res.zoom_factors[-1] > 1 and res.refine_boxes
         passes = len(res.zoom_factors) + len(res.refine_boxes)
-        counts[mode] = len(calls)
+        counts[mode], masks[mode] = len(calls), s.mask.copy()
         assert res.mirrored is (mode is True)
-        assert len(calls) == {False: passes, "unzoomed": passes + 3, True: 4 * passes}[mode]
-    assert counts[False] < counts["unzoomed"] < counts[True]
+        assert len(calls) == {False: passes, "unzoomed": passes, True: 4 * passes}[mode]
+    assert counts[False] == counts["unzoomed"] < counts[True]
+    np.testing.assert_array_equal(masks["unzoomed"], masks[False])
+
+
+def test_unzoomed_mode_mirrors_a_prediction_that_stays_in_its_window(tiny_model, blob_image):
+    """A prompt that needs no zoom-out gets the same four-pass answer as mirroring every pass, its
+    plain pass counted once (the network is kept off the window's border so that nothing zooms)."""
+    masks = {}
+    for mode in ("unzoomed", True, False):
+        s = Session(tiny_model, device="cpu", optimize=False, mirroring=mode)
+        s.set_image(blob_image)
+        forward = s.runtime.forward
+
+        def inner(x, forward=forward):
+            logits = forward(x).clone()
+            edge = [n // 4 for n in logits.shape[2:]]
+            keep = torch.zeros_like(logits[:, 1], dtype=torch.bool)
+            keep[:, edge[0] : -edge[0], edge[1] : -edge[1], edge[2] : -edge[2]] = True
+            logits[:, 1][~keep] = -1e4
+            return logits
+
+        s.runtime.forward = inner
+        calls = _counting(s)
+        res = s.add(Point((20, 24, 22)))
+        assert res.zoom_factors == [1.0] and res.mirrored is (mode is not False)
+        assert len(calls) == (1 if mode is False else 4)
+        masks[mode] = s.mask.copy()
+    np.testing.assert_array_equal(masks["unzoomed"], masks[True])
+    assert (masks["unzoomed"] != masks[False]).any()  # mirroring changes this network's answer
 
 
 def test_bundled_model_mirrors_and_the_official_api_does_not():

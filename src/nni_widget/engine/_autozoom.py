@@ -118,11 +118,23 @@ def _mirrors(ctx: PredictContext, zoom: float) -> bool:
     return ctx.mirroring is True or (ctx.mirroring == "unzoomed" and zoom == 1)
 
 
+def _logits(
+    ctx: PredictContext, x: torch.Tensor, mirrored: bool = False, plain: Optional[torch.Tensor] = None
+) -> torch.Tensor:
+    """Network logits ``(2, *P)`` for a ``(8, *P)`` input (``plain``: the unmirrored ones, if known)."""
+    x = x[None].contiguous()
+    if not mirrored:
+        return ctx.forward(x)[0]
+    return mirrored_forward(ctx.forward, x, None if plain is None else plain[None])[0]
+
+
+def _argmax(logits: torch.Tensor) -> torch.Tensor:
+    return (logits[1] > logits[0]).to(torch.uint8)
+
+
 def _foreground(ctx: PredictContext, x: torch.Tensor, mirrored: bool = False) -> torch.Tensor:
     """Network prediction (argmax of two logits) as uint8, for a (8, *P) input."""
-    x = x[None].contiguous()
-    logits = (mirrored_forward(ctx.forward, x) if mirrored else ctx.forward(x))[0]
-    return (logits[1] > logits[0]).to(torch.uint8)
+    return _argmax(_logits(ctx, x, mirrored))
 
 
 def build_input(ctx: PredictContext, center: Sequence[int], zoom: float):
@@ -185,9 +197,16 @@ def predict(
     zoom = min(MAX_ZOOM, zoom)
     stats = PredictStats(zoom_factors=[zoom], refine_boxes=[])
     x, scaled, frame, prev = build_input(ctx, center, zoom)
-    pred = _foreground(ctx, x, _mirrors(ctx, zoom))
-    del x
+    # "unzoomed": whether the prompt needs a zoom-out is decided on the plain pass, so a prompt that
+    # zooms out costs no mirrored passes; one that stays adds the three half-turns to that pass
+    lazy = ctx.mirroring == "unzoomed" and zoom == 1 and ctx.autozoom
+    logits = _logits(ctx, x, _mirrors(ctx, zoom) and not lazy)
+    pred = _argmax(logits)
     changed = border_changed(pred, prev)
+    if lazy and not changed:
+        pred = _argmax(_logits(ctx, x, True, plain=logits))
+        changed = border_changed(pred, prev)
+    del x, logits
     while changed and ctx.autozoom and zoom < MAX_ZOOM:
         zoom = min(MAX_ZOOM, zoom * ZOOM_GROWTH)
         stats.zoom_factors.append(zoom)

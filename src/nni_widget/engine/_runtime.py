@@ -66,16 +66,19 @@ MIRRORS: tuple[tuple[int, ...], ...] = ((), (2, 3), (2, 4), (3, 4))
 
 
 @torch.inference_mode()
-def mirrored_forward(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+def mirrored_forward(
+    forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, plain: Optional[torch.Tensor] = None
+) -> torch.Tensor:
     """Test-time mirroring: ``forward`` on ``x`` and on its three half-turns (:data:`MIRRORS`), each
     answer turned back, their softmax averaged. Returns log-probabilities, which argmax like logits.
 
     Four passes, one at a time: on a CPU a batch of four is no faster, and on a GPU it would hold four
     times the activations of a 192³ patch. Sound for networks trained with flip augmentation.
+    ``plain``: the logits of ``forward(x)`` when the caller already has them (three passes then).
     """
     total = None
     for dims in MIRRORS:
-        logits = forward(x.flip(dims) if dims else x)
+        logits = plain if plain is not None and not dims else forward(x.flip(dims) if dims else x)
         prob = torch.softmax(logits.float(), dim=1)
         if dims:
             prob = prob.flip(dims)

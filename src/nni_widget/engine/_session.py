@@ -130,7 +130,10 @@ class Session:
         mirroring: test-time mirroring: each network pass becomes four, on the input and on its
             three half-turns, their softmax averaged (``mirrored_forward``). True mirrors every pass,
             False none, ``"unzoomed"`` only a prediction that needs no zoom-out (one pass at full
-            resolution), so large objects, which take many passes, cost no more. None (default)
+            resolution), so large objects, which take many passes, cost no more: whether a
+            prompt needs a zoom-out is decided on the plain first pass, and only one that does not
+            gets the three half-turns added (a prompt whose plain pass reaches the window's border
+            zooms out even where the mirrored answer would not have). None (default)
             follows the model folder (``ModelBundle.test_time_mirroring``): for a model that asks
             for it (the bundled one: +0.02 to +0.03 Dice on the held-out suite) True on a GPU and
             ``"unzoomed"`` on the CPU (a no-zoom prompt 0.5 s instead of 0.14 s on a 2-core VM);
