@@ -25,6 +25,14 @@ import numpy as np
 
 logger = logging.getLogger("nni_widget.cli")
 
+#: ``--mirroring`` choices and the ``Session(mirroring=...)`` each stands for ("model": the folder's)
+MIRRORING_MODES = {"model": None, "on": True, "off": False, "unzoomed": "unzoomed"}
+
+
+def add_mirroring_argument(parser: argparse.ArgumentParser, help: str) -> None:
+    """The ``--mirroring`` option shared by ``nni_widget segment`` and ``python -m nni_widget.evaluate``."""
+    parser.add_argument("--mirroring", choices=tuple(MIRRORING_MODES), default="model", help=help)
+
 
 def _triple(text: str) -> tuple[float, float, float]:
     parts = [p for p in text.replace(" ", "").split(",") if p]
@@ -77,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     seg.add_argument("--negative-box", type=_box, action="append", default=[], help="negative 2D box")
     seg.add_argument("--device", default=None, help="cuda, mps or cpu (default: best available)")
     seg.add_argument("--no-autozoom", action="store_true", help="disable AutoZoom")
-    seg.add_argument("--mirroring", choices=("model", "on", "off", "unzoomed"), default="model",
+    add_mirroring_argument(seg,
                      help="test-time mirroring: as the model folder asks on this device (default; the bundled "
                           "model: on a GPU every pass, on a CPU predictions without zoom-out), on, off "
                           "(up to 4x faster), or unzoomed")
@@ -111,7 +119,7 @@ def _segment(args: argparse.Namespace) -> int:
         return 2
     session = Session(args.model, device=args.device, autozoom=not args.no_autozoom,
                       refine_margin=args.refine_margin,
-                      mirroring={"model": None, "on": True, "off": False, "unzoomed": "unzoomed"}[args.mirroring])
+                      mirroring=MIRRORING_MODES[args.mirroring])
     if session.licence:
         logger.info("model licence: %s", session.model.licence_id)
     session.set_image(volume)

@@ -8,6 +8,7 @@ import shlex
 import sys
 import time
 
+from nni_widget.cli import MIRRORING_MODES, add_mirroring_argument
 from nni_widget.evaluate._cases import SUITES, load_suite
 from nni_widget.evaluate._robot import PROMPT_KINDS
 from nni_widget.evaluate._runner import run_suite, write_results
@@ -79,7 +80,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0, help="tie-breaking seed of the robot user")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--mirroring", choices=("model", "on", "off", "unzoomed"), default="model",
+    add_mirroring_argument(p,
                    help="the engine's test-time mirroring: as the model folder asks on this device "
                         "(default), on (every pass), off, or unzoomed (predictions without zoom-out)")
     a = p.parse_args(argv)
@@ -89,7 +90,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(a.threads)
     t0 = time.perf_counter()
     cases = load_suite(a.suite)[: a.max_cases]
-    mirroring = {"model": None, "on": True, "off": False, "unzoomed": "unzoomed"}[a.mirroring]
+    mirroring = MIRRORING_MODES[a.mirroring]
     methods, skipped = make_methods([m for m in a.methods.split(",") if m], a.model, a.official_weights,
                                     mirroring=mirroring)
     for name, why in skipped.items():
