@@ -30,7 +30,7 @@ MIRRORING_MODES = {"model": None, "on": True, "off": False, "unzoomed": "unzoome
 
 
 def add_mirroring_argument(parser: argparse.ArgumentParser, help: str) -> None:
-    """The ``--mirroring`` option shared by ``nni_widget segment`` and ``python -m nni_widget.evaluate``."""
+    """The ``--mirroring`` option shared by ``nni-widget segment`` and ``python -m nni_widget.evaluate``."""
     parser.add_argument("--mirroring", choices=tuple(MIRRORING_MODES), default="model", help=help)
 
 
