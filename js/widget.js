@@ -288,22 +288,28 @@ function render({ model, el: root }) {
       model.save_changes();
     },
   });
-  const outlineIn = el("input", {
-    type: "checkbox",
-    title: "Outline instead of fill",
-    onchange: () => {
-      model.set("outline", outlineIn.checked);
-      model.save_changes();
-    },
-  });
-  const mirrorIn = el("input", {
-    type: "checkbox",
-    title: "Test-time mirroring: average the network over four mirrored passes (more accurate, 4x slower)",
-    onchange: () => {
-      model.set("mirroring", mirrorIn.checked);
-      model.save_changes();
-    },
-  });
+  // a checkbox bound to a boolean trait, both ways; `then` runs after the trait changes
+  const traitCheckbox = (name, title, then = () => {}) => {
+    const box = el("input", {
+      type: "checkbox",
+      title,
+      onchange: () => {
+        model.set(name, box.checked);
+        model.save_changes();
+      },
+    });
+    box.checked = model.get(name);
+    listen(`change:${name}`, () => {
+      box.checked = model.get(name);
+      then();
+    });
+    return box;
+  };
+  const outlineIn = traitCheckbox("outline", "Outline instead of fill", () => host.redraw());
+  const mirrorIn = traitCheckbox(
+    "mirroring",
+    "Test-time mirroring: average the network over four mirrored passes (more accurate, 4x slower)",
+  );
   toolbar.append(
     polarity,
     undoBtn,
@@ -559,13 +565,6 @@ function render({ model, el: root }) {
     opacityIn.value = String(model.get("opacity"));
     host.redraw();
   });
-  listen("change:outline", () => {
-    outlineIn.checked = model.get("outline");
-    host.redraw();
-  });
-  listen("change:mirroring", () => {
-    mirrorIn.checked = model.get("mirroring");
-  });
   listen("change:active_object", () => {
     syncObjects();
     host.redraw();
@@ -591,8 +590,6 @@ function render({ model, el: root }) {
   syncStatus();
   syncWindowInputs();
   opacityIn.value = String(model.get("opacity"));
-  outlineIn.checked = model.get("outline");
-  mirrorIn.checked = model.get("mirroring");
   const preset = Object.entries(meta.presets).find(
     ([, w]) => w[0] === model.get("window")[0] && w[1] === model.get("window")[1],
   );
