@@ -545,20 +545,23 @@ def test_twin_phantoms_in_the_pool(phantom_calls):
         TrainConfig(phantom_twin_p=2.0)
 
 
-def test_horn_targets_drawn_on_request():
-    """horn_target_p=1: every draw from a phantom with horns targets a horn; 0: about one in ten."""
+@pytest.mark.parametrize("kind", ["horn", "twin"])
+def test_horn_and_twin_targets_drawn_on_request(kind):
+    """<kind>_target_p=1: every draw from a phantom holding that kind targets one; 0: a minority."""
     from nni_widget.train._pools import TrainPool
 
-    def horn_share(p):
-        cfg = TrainConfig(**{**TINY_TRAIN, "n_phantoms": 3}, phantom_horn_p=1.0, horn_target_p=p)
+    def share(p):
+        cfg = TrainConfig(
+            **{**TINY_TRAIN, "n_phantoms": 3}, **{f"phantom_{kind}_p": 1.0, f"{kind}_target_p": p}
+        )
         pool = TrainPool(cfg, np.random.default_rng(5))
         kinds = [pool.draw()[3].kind for _ in range(60)]
-        return kinds.count("horn") / len(kinds)
+        return kinds.count(kind) / len(kinds)
 
-    assert horn_share(1.0) == 1.0
-    assert horn_share(0.0) < 0.4
-    with pytest.raises(ValueError, match="horn_target_p"):
-        TrainConfig(horn_target_p=-0.1)
+    assert share(1.0) == 1.0
+    assert share(0.0) < 0.4
+    with pytest.raises(ValueError, match=f"{kind}_target_p"):
+        TrainConfig(**{f"{kind}_target_p": -0.1})
 
 
 @pytest.mark.slow

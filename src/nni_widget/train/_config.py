@@ -61,6 +61,8 @@ class TrainConfig:
         horn_target_p: probability that a draw from a phantom holding horns takes one of them as the
             target (otherwise every object is equally likely, a horn about one time in ten). Off by
             default (no draw: streams unchanged).
+        twin_target_p: the same for ``twin`` halves (drawn after ``horn_target_p`` has passed on a
+            draw): a box around one half is the box that the other half fills wrongly. Off by default.
         refresh_every: replace one pool phantom every this many steps (0: never).
         prompt_kinds / prompt_probs: initial (and corrective) prompt types and their probabilities.
         followup_start / followup_end: probability of continuing a sample with another (corrective)
@@ -203,6 +205,7 @@ class TrainConfig:
     phantom_horn_p: float = 0.0
     horn_target_p: float = 0.0
     phantom_twin_p: float = 0.0
+    twin_target_p: float = 0.0
     refresh_every: int = 8
     prompt_kinds: tuple[str, ...] = PROMPT_KINDS
     prompt_probs: tuple[float, ...] = (0.4, 0.25, 0.15, 0.2)
@@ -282,7 +285,7 @@ class TrainConfig:
                 f"phantom_faint_p {self.phantom_faint_p} must be in [0, 1] and phantom_faint_range "
                 f"{self.phantom_faint_range} two positive factors, low <= high (e.g. (0.05, 0.5))"
             )
-        for name in ("phantom_horn_p", "horn_target_p", "phantom_twin_p"):
+        for name in ("phantom_horn_p", "horn_target_p", "phantom_twin_p", "twin_target_p"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} {getattr(self, name)} must be a probability in [0, 1]")
         self.real_margin = tuple(int(v) for v in self.real_margin)  # type: ignore[assignment]

@@ -209,10 +209,12 @@ class TrainPool:
         else:  # the default level alone: no extra draw, so older runs' random streams are kept
             layer = pseudo[0]
         choices = by_layer[layer]
-        if self.cfg.horn_target_p > 0:  # no draw when off: older runs' random streams are kept
-            horns = [t for t in choices if t.kind == "horn"]
-            if horns and self.rng.random() < self.cfg.horn_target_p:
-                choices = horns
+        for kind, p in (("horn", self.cfg.horn_target_p), ("twin", self.cfg.twin_target_p)):
+            if p > 0:  # no draw when off: older runs' random streams are kept
+                wanted = [t for t in choices if t.kind == kind]
+                if wanted and self.rng.random() < p:
+                    choices = wanted
+                    break
         t = choices[int(self.rng.integers(len(choices)))]
         labels = item.maps[t.layer]
         gt = labels == t.label
