@@ -173,7 +173,8 @@ class TrainConfig:
             1.3x faster float32 steps and forwards on the 2-core AVX2 machines
             (``benchmarks/train_step_profile.py --contiguous`` measures the difference). Ignored
             on other devices.
-        init_checkpoint: a model folder (official layout) whose weights start a new run (not a resume).
+        init_checkpoint: a model folder (official layout) whose weights start a new run (not a resume);
+            it may have fewer blocks per stage (grown) or fewer channels per stage (widened).
         log_every / checkpoint_every: CSV log and resumable-checkpoint periods (steps).
         num_threads: torch CPU threads (0 leaves torch's default).
         device: ``"cpu"``, ``"cuda"``, ... (``"auto"``: cuda when available).
