@@ -376,8 +376,16 @@ class ResEncUNet(nn.Module):
             plan.append((f"decoder.seg_layers.{d}", "cls", f"s{k}", False))
         return plan
 
-    def _tied_spaces(self) -> dict[str, str]:
-        """Channel spaces that must be widened alike: the two sides of every identity skip."""
+    def _tied_spaces(self, plan: list[tuple[str, str, str, bool]]) -> dict[str, str]:
+        """Channel spaces that must be widened alike: the two sides of every identity skip.
+
+        Args:
+            plan: ``_channel_plan()``.
+
+        Returns:
+            ``{space: representative}`` for every space of the plan but the concatenations
+            (``"cat<k>"`` follows its ``"s<k>"``).
+        """
         parent: dict[str, str] = {}
 
         def root(space: str) -> str:
@@ -391,7 +399,7 @@ class ResEncUNet(nn.Module):
                 if not has_projection:
                     src = ("stem" if s == 0 else f"s{s - 1}") if b == 0 else f"s{s}"
                     parent[root(f"s{s}")] = root(src)
-        spaces = {sp for _, out, inp, _ in self._channel_plan() for sp in (out, inp)}
+        spaces = {sp for _, out, inp, _ in plan for sp in (out, inp) if not sp.startswith("cat")}
         return {sp: root(sp) for sp in spaces}
 
     @torch.no_grad()
@@ -430,7 +438,7 @@ class ResEncUNet(nn.Module):
                 f"({', '.join(missing) or 'input channels'}). Keep its blocks, kernels, strides and decoder."
             )
         plan = self._channel_plan()
-        tied = self._tied_spaces()
+        tied = self._tied_spaces(plan)
         width_new: dict[str, int] = {"in": self.in_channels, "cls": self.num_classes}
         width_old: dict[str, int] = {"in": source.in_channels, "cls": source.num_classes}
         for name, out_space, _, transposed in plan:
@@ -449,13 +457,11 @@ class ResEncUNet(nn.Module):
                 f"({ {sp: (width_old[sp], width_new[sp]) for sp in narrower} }); it can only widen"
             )
         for sp, rt in tied.items():
-            if sp.startswith("cat"):
-                continue
             if (width_new[sp], width_old[sp]) != (width_new[rt], width_old[rt]):
                 raise NetworkConfigError(f"{sp} and {rt} share an identity skip but would get different widths")
         gen = torch.Generator().manual_seed(seed)
         maps: dict[str, torch.Tensor] = {}
-        for sp in sorted({rt for sp, rt in tied.items() if not sp.startswith("cat")}):
+        for sp in sorted(set(tied.values())):
             old, new = width_old[sp], width_new[sp]
             extra = torch.randint(0, old, (new - old,), generator=gen) if new > old else torch.zeros(0, dtype=torch.long)
             maps[sp] = torch.cat([torch.arange(old), extra])

@@ -333,10 +333,14 @@ def _init_weights_from(net: ResEncUNet, folder: str) -> None:
     source = load_model_folder(folder).network
     own = net.state_dict()
     wider = any(k in own and own[k].shape != v.shape for k, v in source.state_dict().items())
+    widened: dict[str, tuple[int, int]] = {}
+    new: list[str] = []
     try:
         # more channels per stage: Net2Net widening (same function); else extra blocks, if any
-        widened = net.widen_from(source) if wider else {}
-        new = [] if wider else net.grow_from(source.state_dict())
+        if wider:
+            widened = net.widen_from(source)
+        else:
+            new = net.grow_from(source.state_dict())
     except NetworkConfigError as exc:
         raise ValueError(
             f"init_checkpoint {folder} does not fit this run's network: {exc} "
