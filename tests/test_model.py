@@ -595,6 +595,27 @@ def test_numpy_scalars_in_checkpoint_are_allowed(tiny_folder, tmp_path):
     assert load_model_folder(folder).network is not None
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_weights_load_as_float32(tiny_folder, tmp_path, dtype, caplog):
+    """A checkpoint stored in half precision runs like the official loader's copy: in float32."""
+    folder = _copy(tiny_folder, tmp_path / "m")
+    pth = folder / "fold_0" / "checkpoint_final.pth"
+    ckpt = torch.load(pth, weights_only=True)
+    ckpt["network_weights"] = {k: v.to(dtype) if v.is_floating_point() else v for k, v in ckpt["network_weights"].items()}
+    torch.save(ckpt, pth)
+    with caplog.at_level(logging.INFO, logger="nni_widget.model._weights"):
+        half = load_model_folder(folder).network.eval()
+    assert {t.dtype for t in half.state_dict().values() if t.is_floating_point()} == {torch.float32}
+    assert f"stored as {dtype}" in caplog.text
+    full = load_model_folder(tiny_folder).network.eval()
+    x = torch.randn(1, 8, 32, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        a, b = half(x), full(x)
+    assert a.dtype == torch.float32
+    # only the weights' rounding differs: the same decisions almost everywhere
+    assert (a.argmax(1) == b.argmax(1)).float().mean() > 0.99
+
+
 def test_error_wrong_architecture(tiny_folder, tmp_path):
     folder = _copy(tiny_folder, tmp_path / "m")
     plans = json.loads((folder / "plans.json").read_text())

@@ -4,11 +4,13 @@ Checkpoints are unpickled with ``torch.load(weights_only=True)`` and a short all
 scalar/dtype reconstructors (training logs in nnU-Net checkpoints hold numpy floats). Anything else a
 pickle asks for is refused: loading never runs code from the file. The state dict found in it is
 stripped of wrapper prefixes, compared key by key and shape by shape with the network the plans
-describe, and loaded strictly.
+describe, and loaded strictly, in the network's float32 (weights stored in half precision are cast,
+as the official loader's ``load_state_dict`` copy does).
 """
 
 from __future__ import annotations
 
+import logging
 import pickle
 import re
 import zipfile
@@ -20,6 +22,8 @@ import torch
 from torch import nn
 
 from nni_widget.model._layout import CheckpointError
+
+logger = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------------------------------
 # safe unpickling
@@ -136,6 +140,14 @@ def _load_weights(network: nn.Module, state: Mapping[str, Any], source: Path) ->
     bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
     if bad:
         raise CheckpointError(f"{source}: non-tensor entries in network_weights: {bad[:5]}")
+    # the network's own dtypes (float32), as the official ``load_state_dict`` copy gives: weights
+    # stored in half or bfloat16 would otherwise make a half network that float32 input cannot run
+    dtypes = {k: v.dtype for k, v in network.state_dict().items()}
+    cast = [k for k, v in state.items() if v.is_floating_point() and v.dtype != dtypes[k]]
+    if cast:
+        logger.info("%s: %d tensors stored as %s, loaded as %s", source, len(cast), state[cast[0]].dtype,
+                    dtypes[cast[0]])
+        state = {k: v.to(dtypes[k]) if k in cast else v for k, v in state.items()}
     network.load_state_dict(state, strict=True, assign=True)
     leftover = [n for n, t in [*network.named_parameters(), *network.named_buffers()] if t.is_meta]
     if leftover:  # pragma: no cover - strict loading covers every persistent tensor
