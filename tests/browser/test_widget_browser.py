@@ -68,6 +68,18 @@ def _assert_views_match_kernel(nb, views=(0, 1)):
     return expected
 
 
+def _click_object(nb, truth, label=2):
+    """A positive click at object ``label``'s centre on the axial view; waits for the kernel to
+    hold it and returns the clicked (row, col)."""
+    n = nb.n_prompts()
+    index, (r, c), _ = _object_on_slice(truth, label, 0)
+    nb.set_slice(0, index)
+    nb.choose("point", positive=True)
+    nb.stroke(0, [(r, c)])
+    nb.wait_kernel(lambda s: sum(len(o["prompts"]) for o in s["objects"]) == n + 1, what="the prompt")
+    return r, c
+
+
 def _gray(px):
     return px[0] == px[1] == px[2]
 
@@ -279,12 +291,7 @@ def test_overlay_opacity_and_outline(notebook, truth):
     root = nb.page.locator(nb.root_sel())
     kl = nb.kernel_labels((64, 96, 96))
     if not kl.any():  # run on its own: segment an object first
-        n = nb.n_prompts()
-        index, (r, c), _ = _object_on_slice(truth, 2, 0)
-        nb.set_slice(0, index)
-        nb.choose("point", positive=True)
-        nb.stroke(0, [(r, c)])
-        nb.wait_kernel(lambda s: sum(len(o["prompts"]) for o in s["objects"]) == n + 1, what="the prompt")
+        _click_object(nb, truth)
         nb.wait_idle()
         kl = nb.kernel_labels((64, 96, 96))
     z = int(np.argmax((kl > 0).sum((1, 2))))  # the axial slice with the most labels
@@ -320,11 +327,7 @@ def test_mirroring_switch_in_the_toolbar(notebook, truth):
     # the kernel's worker applies the switch and says so
     nb.page.wait_for_function(f"() => ({status})().startsWith('mirroring off')", timeout=30_000)
     n = nb.n_prompts()
-    index, (r, c), _ = _object_on_slice(truth, 2, 0)
-    nb.set_slice(0, index)
-    nb.choose("point", positive=True)
-    nb.stroke(0, [(r, c)])
-    nb.wait_kernel(lambda s: sum(len(o["prompts"]) for o in s["objects"]) == n + 1, what="the prompt")
+    r, c = _click_object(nb, truth)
     nb.page.wait_for_function(f"() => / ms/.test(({status})())", timeout=30_000)
     assert "mirrored" not in root.locator(".nni-status").inner_text()
     box.check()
