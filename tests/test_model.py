@@ -490,6 +490,18 @@ def _copy(src: Path, dst: Path) -> Path:
     return dst
 
 
+def _half_copy(folder: Path, dst: Path, dtype: torch.dtype = torch.float16) -> Path:
+    """A copy of ``folder`` whose network weights are stored in ``dtype``."""
+    dst = _copy(folder, dst)
+    pth = dst / "fold_0" / "checkpoint_final.pth"
+    ckpt = torch.load(pth, weights_only=True)
+    ckpt["network_weights"] = {
+        k: v.to(dtype) if v.is_floating_point() else v for k, v in ckpt["network_weights"].items()
+    }
+    torch.save(ckpt, pth)
+    return dst
+
+
 @pytest.mark.parametrize(
     ("info", "legacy", "expected"),
     [
@@ -598,11 +610,7 @@ def test_numpy_scalars_in_checkpoint_are_allowed(tiny_folder, tmp_path):
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_half_precision_weights_load_as_float32(tiny_folder, tmp_path, dtype, caplog):
     """A checkpoint stored in half precision runs like the official loader's copy: in float32."""
-    folder = _copy(tiny_folder, tmp_path / "m")
-    pth = folder / "fold_0" / "checkpoint_final.pth"
-    ckpt = torch.load(pth, weights_only=True)
-    ckpt["network_weights"] = {k: v.to(dtype) if v.is_floating_point() else v for k, v in ckpt["network_weights"].items()}
-    torch.save(ckpt, pth)
+    folder = _half_copy(tiny_folder, tmp_path / "m", dtype)
     with caplog.at_level(logging.INFO, logger="nni_widget.model._weights"):
         half = load_model_folder(folder).network.eval()
     assert {t.dtype for t in half.state_dict().values() if t.is_floating_point()} == {torch.float32}
@@ -672,7 +680,7 @@ torch.save({"sd": s.network.state_dict(), "decay": float(s.interaction_decay),
     not os.environ.get("NNI_WIDGET_REF_PYTHON"),
     reason="set NNI_WIDGET_REF_PYTHON to a python with nninteractive",
 )
-@pytest.mark.parametrize("which", ["ours", "official", "bundled"])
+@pytest.mark.parametrize("which", ["ours", "official", "bundled", "half"])
 def test_reference_engine_agrees(which, tiny_folder, request, tmp_path):
     import subprocess
 
@@ -680,7 +688,12 @@ def test_reference_engine_agrees(which, tiny_folder, request, tmp_path):
 
     # "bundled": the shipped model, exported by the training loop (it named a trainer class the
     # official engine does not ship until session 13, and failed to load where torchvision is broken)
-    folder = {"ours": tiny_folder, "bundled": default_model_folder()}.get(which) or request.getfixturevalue("small_ckpt")
+    # "half": weights stored in float16, which both load into float32 alike
+    folder = {
+        "ours": tiny_folder,
+        "bundled": default_model_folder(),
+        "half": _half_copy(tiny_folder, tmp_path / "half") if which == "half" else None,
+    }.get(which) or request.getfixturevalue("small_ckpt")
     out = tmp_path / "ref.pt"
     proc = subprocess.run(
         [os.environ["NNI_WIDGET_REF_PYTHON"], "-c", _REF_SCRIPT, str(folder), str(out)],
