@@ -19,6 +19,7 @@ from nni_widget.model import (
     NetworkConfigError,
     ResEncUNet,
     build_network_from_plans,
+    convert_weights_dtype,
     load_model_folder,
     make_plans,
     read_model_extra,
@@ -43,7 +44,7 @@ def test_public_names_are_the_checkpoint_and_network_api():
     assert len(model.__all__) == len(set(model.__all__))
     assert set(model.__all__) == {
         "CheckpointError", "ModelBundle", "NetworkConfigError", "ResEncUNet", "build_network_from_plans",
-        "load_model_folder", "make_plans", "read_model_extra", "read_model_licence", "resolve_configuration",
+        "convert_weights_dtype", "load_model_folder", "make_plans", "read_model_extra", "read_model_licence", "resolve_configuration",
         "save_model_folder",
     }  # fmt: skip
     assert set(_checkpoint.__all__) <= set(model.__all__)  # built from it, not copied
@@ -622,6 +623,70 @@ def test_half_precision_weights_load_as_float32(tiny_folder, tmp_path, dtype, ca
     assert a.dtype == torch.float32
     # only the weights' rounding differs: the same decisions almost everywhere
     assert (a.argmax(1) == b.argmax(1)).float().mean() > 0.99
+
+
+def _stored(folder: Path) -> dict:
+    return torch.load(folder / "fold_0" / "checkpoint_final.pth", weights_only=True)
+
+
+def _file_size(folder: Path) -> int:
+    return (folder / "fold_0" / "checkpoint_final.pth").stat().st_size
+
+
+def _weight_bytes(folder: Path) -> int:
+    """Bytes of the distinct storages behind a checkpoint's weights (aliases counted once)."""
+    weights = _stored(folder)["network_weights"].values()
+    storages = {v.untyped_storage().data_ptr(): v.untyped_storage().nbytes() for v in weights}
+    return sum(storages.values())
+
+
+def test_save_in_half_precision(tmp_path):
+    """weights_dtype="float16" halves the file (aliases stay one tensor) and loads as float32."""
+    net, _ = _tiny_folder(tmp_path / "half", weights_dtype="float16", extra={"steps": 3})
+    _tiny_folder(tmp_path / "full")
+    ckpt = _stored(tmp_path / "half")
+    assert {v.dtype for v in ckpt["network_weights"].values() if v.is_floating_point()} == {torch.float16}
+    # all_modules / decoder.encoder name the encoder's tensors again: still saved once, so the file
+    # shrinks by half the weights' bytes (the rest of the file, keys and metadata, stays)
+    full = _weight_bytes(tmp_path / "full")
+    assert _weight_bytes(tmp_path / "half") == full // 2
+    assert _file_size(tmp_path / "half") < _file_size(tmp_path / "full") - 0.45 * full
+    bundle = load_model_folder(tmp_path / "half")
+    assert bundle.extra == {"steps": 3}
+    for key, value in net.state_dict().items():
+        loaded = bundle.network.state_dict()[key]
+        assert loaded.dtype == value.dtype
+        torch.testing.assert_close(loaded, value.to(torch.float16).to(value.dtype), rtol=0, atol=0)
+    with pytest.raises(CheckpointError, match=r"weights dtype must be one of float32, float16, bfloat16"):
+        _tiny_folder(tmp_path / "bad", weights_dtype="int8")
+
+
+def test_convert_weights_dtype(tiny_folder, tmp_path):
+    """An existing folder rewritten in float16 and back: only the weights' dtype changes."""
+    folder = _copy(tiny_folder, tmp_path / "m")
+    before = _stored(folder)
+    assert convert_weights_dtype(folder, "float16") is True
+    assert convert_weights_dtype(folder, torch.float16) is False  # already so: the file is left alone
+    half = _stored(folder)
+    assert _weight_bytes(folder) == _weight_bytes(tiny_folder) // 2
+    assert {k: v for k, v in half.items() if k != "network_weights"} == {
+        k: v for k, v in before.items() if k != "network_weights"
+    }
+    for key, value in before["network_weights"].items():
+        assert half["network_weights"][key].dtype == torch.float16
+        assert torch.equal(half["network_weights"][key], value.to(torch.float16))
+    assert not list(folder.rglob("*.tmp"))
+    # a wrong dtype is refused before anything is written
+    with pytest.raises(CheckpointError, match="got 'half'"):
+        convert_weights_dtype(folder, "half")
+    assert torch.equal(_stored(folder)["network_weights"]["decoder.seg_layers.0.weight"],
+                       half["network_weights"]["decoder.seg_layers.0.weight"])  # fmt: skip
+    assert convert_weights_dtype(folder, "float32") is True
+    back = _stored(folder)["network_weights"]
+    assert all(back[k].dtype == before["network_weights"][k].dtype for k in back)
+    assert _weight_bytes(folder) == _weight_bytes(tiny_folder)
+    with pytest.raises(CheckpointError, match="not a checkpoint folder.*did you mean the subfolder 'm'"):
+        convert_weights_dtype(tmp_path, "float16")
 
 
 def test_error_wrong_architecture(tiny_folder, tmp_path):

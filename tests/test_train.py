@@ -413,6 +413,8 @@ def test_config_json_round_trip(tmp_path):
         TrainConfig(features=(4, 8, 16), blocks=(1, 1, 1), patch_size=(30, 32, 32))
     with pytest.raises(ValueError, match="train_patch_size"):
         TrainConfig(features=(4, 8), blocks=(1, 1), train_patch_size=(15, 16, 16))
+    with pytest.raises(ValueError, match="weights_dtype must be 'float32', 'float16' or 'bfloat16', got 'half'"):
+        TrainConfig(**TINY, weights_dtype="half")
     assert TrainConfig(**{**TINY, "train_patch_size": (8, 8, 8)}).loss_patch == (8, 8, 8)
     assert cfg.followup_probability(0.0) == 0.3 and cfg.followup_probability(1.0) == 0.75
 
@@ -428,9 +430,13 @@ def test_train_export_load_and_resume(tmp_path):
     assert bundle.test_time_mirroring  # trained with flips (flip_p > 0): the engine may mirror it
     with torch.no_grad():
         assert bundle.network(torch.zeros(1, 8, *T)).shape == (1, 2, *T)
-    # resume with a longer schedule: the step count continues, the log is appended
-    cfg4 = TrainConfig(**{**TINY, "steps": 4, "interaction_decay": 0.85})
+    # resume with a longer schedule: the step count continues, the log is appended; the export may
+    # change how it stores the weights (float16: half the file, loaded as float32)
+    cfg4 = TrainConfig(**{**TINY, "steps": 4, "interaction_decay": 0.85, "weights_dtype": "float16"})
     train(cfg4, tmp_path / "run", progress=False)
+    stored = torch.load(folder / "fold_0" / "checkpoint_final.pth", weights_only=True)["network_weights"]
+    assert {v.dtype for v in stored.values()} == {torch.float16}
+    assert next(load_model_folder(folder).network.parameters()).dtype == torch.float32
     ckpt = torch.load(tmp_path / "run" / "checkpoint_latest.pt", weights_only=True)
     assert ckpt["step"] == 4
     with open(tmp_path / "run" / "train_log.csv", newline="") as f:

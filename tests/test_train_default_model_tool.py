@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from nni_widget.model import load_model_folder
 
@@ -40,6 +41,11 @@ def tool(monkeypatch):
     monkeypatch.setenv("NNI_WIDGET_EVAL_CACHE", "")  # the scores change between calls; the cache has its own test
     module.scores = scores
     return module
+
+
+def _weight_dtypes(folder: Path) -> set:
+    state = torch.load(folder / "fold_0" / "checkpoint_final.pth", weights_only=True)["network_weights"]
+    return {v.dtype for v in state.values()}
 
 
 def _json(path: Path) -> dict:
@@ -228,7 +234,8 @@ def test_train_here_evaluate_elsewhere(tmp_path, tool, monkeypatch):
     with monkeypatch.context() as m:
         m.setattr(tool, "evaluate", no_evaluation)
         assert tool.main(["--run-dir", str(run), "--init-from", str(dest), "--dest", str(dest), "--no-eval",
-                          "--steps", "3", *TINY]) == 0  # fmt: skip
+                          "--steps", "3", *TINY, "--set", "weights_dtype=float32"]) == 0  # fmt: skip
+    assert _weight_dtypes(run / "model") == {torch.float32}
     assert not (run / "held_out_eval.json").exists()
     assert _json(dest / "provenance.json")["cumulative_steps"] == 2  # nothing installed yet
     prov = _json(run / "provenance.json")
@@ -241,7 +248,11 @@ def test_train_here_evaluate_elsewhere(tmp_path, tool, monkeypatch):
         tool.main(["--run", str(run), "--dest", str(dest), "--skip-training", "--force", *TINY])
     assert _json(dest / "provenance.json")["cumulative_steps"] == 2
     (run / "provenance.bak").rename(run / "provenance.json")
-    assert tool.main(["--run", str(run), "--dest", str(dest), "--skip-training", *TINY]) == 0
+    # evaluated and installed as the package ships it: in float16 (how the export is stored may change)
+    assert tool.main(["--run", str(run), "--dest", str(dest), "--skip-training", *TINY,
+                      "--set", "weights_dtype=float16"]) == 0  # fmt: skip
+    assert _weight_dtypes(run / "model") == _weight_dtypes(dest) == {torch.float16}
+    assert _json(run / "config.json")["weights_dtype"] == "float16"
     assert _json(run / "held_out_eval.json")["installed"] is True
     assert _json(dest / "provenance.json")["cumulative_steps"] == 5
     assert "--no-eval" in _json(dest / "provenance.json")["command"]  # the training command is kept

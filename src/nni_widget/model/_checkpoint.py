@@ -54,7 +54,13 @@ from nni_widget.model._network import (
     build_network_from_plans,
     resolve_configuration,
 )
-from nni_widget.model._save import _cpu_state_dict, _write_json, save_model_folder  # noqa: F401
+from nni_widget.model._save import (  # noqa: F401
+    _cpu_state_dict,
+    _stored_tensors,
+    _weights_dtype,
+    _write_json,
+    save_model_folder,
+)
 from nni_widget.model._weights import (  # noqa: F401
     _REFUSED_GLOBAL,
     _describe_mismatch,
@@ -69,6 +75,7 @@ from nni_widget.model._weights import (  # noqa: F401
 __all__ = [
     "CheckpointError",
     "ModelBundle",
+    "convert_weights_dtype",
     "load_model_folder",
     "read_model_extra",
     "read_model_licence",
@@ -260,6 +267,44 @@ def read_model_licence(
     if not isinstance(plans, dict):
         raise CheckpointError(f"{folder / PLANS_FILE} must hold a JSON object")
     return _read_licence(folder, plans, _configuration_of(checkpoint, plans, ckpt_path))
+
+
+def convert_weights_dtype(
+    folder: str | os.PathLike[str],
+    dtype: str | torch.dtype,
+    *,
+    fold: int | str | None = None,
+    checkpoint_name: str = CHECKPOINT_FILE,
+) -> bool:
+    """Rewrite a checkpoint folder's weights in ``dtype`` (``"float16"`` halves the file).
+
+    Only the floating-point tensors of ``network_weights`` change; everything else in the file and
+    the folder stays. Loaders (ours and the official one) cast the weights to the network's float32,
+    so a float16 folder computes with its weights rounded to float16 (about 3 significant digits).
+    The file is written under a temporary name and then moved into place.
+
+    Returns:
+        Whether the file changed (``False`` when the weights were already stored in ``dtype``).
+
+    Raises:
+        CheckpointError: As :func:`read_model_extra`, or ``dtype`` is none of float32, float16
+            and bfloat16 (names or torch dtypes).
+    """
+    target = _weights_dtype(dtype)
+    _, _, ckpt_path = _read_checkpoint_only(folder, fold, checkpoint_name)
+    checkpoint = dict(_safe_torch_load(ckpt_path, map_location="cpu"))
+    weights = checkpoint["network_weights"]
+    if not isinstance(weights, Mapping) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
+        raise CheckpointError(f"{ckpt_path}: network_weights is not a mapping of tensors")
+    before = sorted({str(v.dtype).removeprefix("torch.") for v in weights.values() if v.is_floating_point()})
+    if before == [str(target).removeprefix("torch.")]:
+        return False
+    checkpoint["network_weights"] = _stored_tensors(weights.items(), target)
+    tmp = ckpt_path.with_name(ckpt_path.name + ".tmp")
+    torch.save(checkpoint, tmp)
+    os.replace(tmp, ckpt_path)
+    logger.info("%s: weights stored as %s (were %s)", ckpt_path, target, ", ".join(before))
+    return True
 
 
 def _read_checkpoint_only(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -43,18 +43,44 @@ __all__ = ["save_model_folder"]
 logger = logging.getLogger(__name__)
 
 
-def _cpu_state_dict(network: nn.Module) -> dict[str, torch.Tensor]:
-    """The network's state dict on the CPU, keeping aliases (duplicate keys) sharing one tensor."""
-    network = getattr(network, "_orig_mod", network)  # torch.compile wrapper
+#: the dtypes a checkpoint may store its floating-point weights in (loaders cast them to float32)
+WEIGHTS_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def _weights_dtype(value: str | torch.dtype | None) -> torch.dtype | None:
+    """``value`` as one of :data:`WEIGHTS_DTYPES` (``None`` stays ``None``: keep what the tensors hold)."""
+    if value is None or value in WEIGHTS_DTYPES.values():
+        return value
+    if isinstance(value, str) and value in WEIGHTS_DTYPES:
+        return WEIGHTS_DTYPES[value]
+    raise CheckpointError(
+        f"weights dtype must be one of {', '.join(WEIGHTS_DTYPES)} (float16 halves the file; loaders "
+        f"compute in float32 either way), got {value!r}"
+    )
+
+
+def _stored_tensors(
+    items: Iterable[tuple[str, torch.Tensor]], dtype: torch.dtype | None = None
+) -> dict[str, torch.Tensor]:
+    """Tensors as a checkpoint stores them: on the CPU, contiguous, floating ones in ``dtype`` (when
+    given), and aliases (one tensor under several keys, as the official layout has) kept one tensor,
+    so that the file holds each storage once."""
     out: dict[str, torch.Tensor] = {}
     seen: dict[tuple[Any, ...], torch.Tensor] = {}
-    for key, tensor in network.state_dict().items():
+    for key, tensor in items:
         alias = (tensor.device, tensor.data_ptr(), tensor.dtype, tuple(tensor.shape), tensor.stride())
         if alias not in seen:
             # contiguous: a network trained channels-last still saves the layout every loader expects
-            seen[alias] = tensor.detach().cpu().contiguous()
+            stored = tensor.detach().cpu().contiguous()
+            seen[alias] = stored.to(dtype) if dtype is not None and stored.is_floating_point() else stored
         out[key] = seen[alias]
     return out
+
+
+def _cpu_state_dict(network: nn.Module, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    """The network's state dict as :func:`_stored_tensors` stores it."""
+    network = getattr(network, "_orig_mod", network)  # torch.compile wrapper
+    return _stored_tensors(network.state_dict().items(), dtype)
 
 
 def _write_json(path: Path, content: Any) -> None:
@@ -78,6 +104,7 @@ def save_model_folder(
     current_epoch: int = 0,
     dataset: Mapping[str, Any] | None = None,
     test_time_mirroring: bool = False,
+    weights_dtype: str | torch.dtype | None = None,
 ) -> Path:
     """Write a checkpoint folder that both :func:`load_model_folder` and the official tools load.
 
@@ -98,6 +125,9 @@ def save_model_folder(
         test_time_mirroring: Recorded in inference_info.json: the engine then averages the network
             over mirrored inputs by default (only sound for a network trained with flips). The
             official tools ignore the key.
+        weights_dtype: Store the floating-point weights in this dtype (``"float32"``, ``"float16"``,
+            ``"bfloat16"`` or the torch dtype); ``None`` keeps the network's. ``"float16"``
+            halves the file: our loader and the official one cast the weights back to float32.
 
     Returns:
         Path of the written ``checkpoint_final.pth``.
@@ -107,6 +137,7 @@ def save_model_folder(
     """
     if not 0.0 < interaction_decay <= 1.0:
         raise CheckpointError(f"interaction_decay must be in (0, 1], got {interaction_decay}")
+    dtype = _weights_dtype(weights_dtype)
     extra = dict(extra or {})
     try:
         json.dumps(extra)
@@ -117,7 +148,7 @@ def save_model_folder(
             reference = build_network_from_plans(plans, configuration, NUM_INPUT_CHANNELS, NUM_CLASSES)
     except NetworkConfigError as err:
         raise CheckpointError(f"plans/configuration invalid: {err}") from None
-    state = _cpu_state_dict(network)
+    state = _cpu_state_dict(network, dtype)
     problems = _describe_mismatch({k: v.shape for k, v in reference.state_dict().items()}, state)
     if problems:
         raise CheckpointError(f"network does not match plans configuration {configuration!r} - {problems}")

@@ -147,7 +147,7 @@ def _load_weights(network: nn.Module, state: Mapping[str, Any], source: Path) ->
     if cast:
         logger.info("%s: %d tensors stored as %s, loaded as %s", source, len(cast), state[cast[0]].dtype,
                     dtypes[cast[0]])
-        state = {k: v.to(dtypes[k]) if k in cast else v for k, v in state.items()}
+        state = {k: v.to(dtypes[k]) if v.is_floating_point() else v for k, v in state.items()}
     network.load_state_dict(state, strict=True, assign=True)
     leftover = [n for n, t in [*network.named_parameters(), *network.named_buffers()] if t.is_meta]
     if leftover:  # pragma: no cover - strict loading covers every persistent tensor

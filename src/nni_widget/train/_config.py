@@ -176,6 +176,10 @@ class TrainConfig:
         init_checkpoint: a model folder (official layout) whose weights start a new run (not a resume);
             it may have fewer blocks per stage (grown) or fewer channels per stage (widened).
         log_every / checkpoint_every: CSV log and resumable-checkpoint periods (steps).
+        weights_dtype: the dtype the exported model folder stores its weights in: ``"float32"``
+            (default), ``"float16"`` (half the file; loaders, ours and the official one, compute in
+            float32 with the weights rounded to 3 significant digits) or ``"bfloat16"``. Training
+            and its resumable checkpoints stay float32.
         num_threads: torch CPU threads (0 leaves torch's default).
         device: ``"cpu"``, ``"cuda"``, ... (``"auto"``: cuda when available).
     """
@@ -263,6 +267,7 @@ class TrainConfig:
     init_checkpoint: str = ""
     log_every: int = 10
     checkpoint_every: int = 100
+    weights_dtype: str = "float32"
     num_threads: int = 1
     device: str = "auto"
     extra: dict[str, Any] = field(default_factory=dict)
@@ -353,6 +358,10 @@ class TrainConfig:
             )
         from nni_widget.data._real import PSEUDO_METHODS
 
+        if self.weights_dtype not in ("float32", "float16", "bfloat16"):
+            raise ValueError(
+                f"weights_dtype must be 'float32', 'float16' or 'bfloat16', got {self.weights_dtype!r}"
+            )
         if self.pseudo_method not in PSEUDO_METHODS:
             raise ValueError(f"pseudo_method must be one of {PSEUDO_METHODS}, got {self.pseudo_method!r}")
         if self.optimizer not in ("adamw", "sgd"):

@@ -574,6 +574,7 @@ def train(
         # a network trained on flipped samples answers mirrored inputs alike: let the engine
         # average over them by default (measured +0.02 Dice on the held-out suite)
         test_time_mirroring=cfg.flip_p > 0,
+        weights_dtype=cfg.weights_dtype,
     ).parents[1]
     logger.info("exported %s after %d steps (%.0f s)", folder, step, elapsed)
     return folder
@@ -691,10 +692,10 @@ def _time_up(cfg: TrainConfig, elapsed: float, world: int, device: torch.device)
     return up
 
 
-# settings a resumed run may change (schedule length, logging, hardware)
+# settings a resumed run may change (schedule length, logging, hardware, how the export is stored)
 _RESUMABLE = {
     "steps", "time_limit_s", "log_every", "checkpoint_every", "num_threads", "device", "extra", "amp",
-    "cpu_bf16", "channels_last", "init_checkpoint",
+    "cpu_bf16", "channels_last", "init_checkpoint", "weights_dtype",
 }  # fmt: skip
 
 
