@@ -413,7 +413,7 @@ def test_config_json_round_trip(tmp_path):
         TrainConfig(features=(4, 8, 16), blocks=(1, 1, 1), patch_size=(30, 32, 32))
     with pytest.raises(ValueError, match="train_patch_size"):
         TrainConfig(features=(4, 8), blocks=(1, 1), train_patch_size=(15, 16, 16))
-    with pytest.raises(ValueError, match="weights_dtype must be 'float32', 'float16' or 'bfloat16', got 'half'"):
+    with pytest.raises(ValueError, match="weights_dtype must be one of float32, float16, bfloat16, got 'half'"):
         TrainConfig(**TINY, weights_dtype="half")
     assert TrainConfig(**{**TINY, "train_patch_size": (8, 8, 8)}).loss_patch == (8, 8, 8)
     assert cfg.followup_probability(0.0) == 0.3 and cfg.followup_probability(1.0) == 0.75

@@ -357,11 +357,10 @@ class TrainConfig:
                 f"prompt_kinds {self.prompt_kinds} / prompt_probs {self.prompt_probs} are invalid"
             )
         from nni_widget.data._real import PSEUDO_METHODS
+        from nni_widget.model._save import WEIGHTS_DTYPES
 
-        if self.weights_dtype not in ("float32", "float16", "bfloat16"):
-            raise ValueError(
-                f"weights_dtype must be 'float32', 'float16' or 'bfloat16', got {self.weights_dtype!r}"
-            )
+        if self.weights_dtype not in WEIGHTS_DTYPES:
+            raise ValueError(f"weights_dtype must be one of {', '.join(WEIGHTS_DTYPES)}, got {self.weights_dtype!r}")
         if self.pseudo_method not in PSEUDO_METHODS:
             raise ValueError(f"pseudo_method must be one of {PSEUDO_METHODS}, got {self.pseudo_method!r}")
         if self.optimizer not in ("adamw", "sgd"):
