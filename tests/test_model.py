@@ -494,12 +494,7 @@ def _copy(src: Path, dst: Path) -> Path:
 def _half_copy(folder: Path, dst: Path, dtype: torch.dtype = torch.float16) -> Path:
     """A copy of ``folder`` whose network weights are stored in ``dtype``."""
     dst = _copy(folder, dst)
-    pth = dst / "fold_0" / "checkpoint_final.pth"
-    ckpt = torch.load(pth, weights_only=True)
-    ckpt["network_weights"] = {
-        k: v.to(dtype) if v.is_floating_point() else v for k, v in ckpt["network_weights"].items()
-    }
-    torch.save(ckpt, pth)
+    convert_weights_dtype(dst, dtype)
     return dst
 
 
